@@ -1,0 +1,214 @@
+"""`ecomgan`: train, export, register, sample and serve every registered model family."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+
+from ecomgan import __version__
+from ecomgan.families import FAMILIES, REPO_ROOT, get_family
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, config_cls) -> None:
+    """One `--flag` per TrainConfig field; defaults and help come from the dataclass."""
+    group = parser.add_argument_group(f"{config_cls.__module__} TrainConfig")
+    for f in dataclasses.fields(config_cls):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        if f.type in (bool, "bool"):
+            group.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(str(f.type), f.type)
+            group.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
+
+
+def _family_from_argv(argv: list[str]) -> str:
+    for i, arg in enumerate(argv):
+        if arg == "--family" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--family="):
+            return arg.split("=", 1)[1]
+    return "products"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    trainer = get_family(args.family).load_trainer()
+    overrides = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(trainer.TrainConfig)
+        if getattr(args, f.name, None) is not None
+    }
+    cfg = trainer.TrainConfig(**overrides)
+    out = Path(args.out or f"runs/{args.family}")
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, only rank 0 reports
+    try:
+        ckpt = trainer.train(
+            cfg, out, data_dir=args.data_dir, resume=args.resume, dry_run=args.dry_run
+        )
+    except KeyboardInterrupt:
+        if main_rank:
+            print(f"interrupted; the last checkpoint is {out / 'checkpoint.pt'}", file=sys.stderr)
+        return 130
+    if main_rank:
+        print(f"checkpoint: {ckpt}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from export.pipeline import export_family, register_folder
+
+    family = get_family(args.family)
+    out = Path(args.out) if args.out else Path("exports") / family.name
+    result = export_family(family.name, Path(args.checkpoint), out, data_dir=args.data_dir)
+    print(f"exported to {out}: {result}")
+    if args.register:
+        for role, tag in register_folder(family.name, out).items():
+            print(f"registered {role}: {tag}")
+    return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from export.pipeline import ensure_registered, register_folder
+
+    for family in [get_family(args.family)] if args.family else FAMILIES.values():
+        folder = Path(args.folder) if args.folder else family.shipped_dir
+        register = register_folder if args.force else ensure_registered
+        for role, tag in register(family.name, folder).items():
+            print(f"{family.model_name(role)}: {tag}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from ecomgan.images import grid, to_uint8
+
+    family = get_family(args.family)
+    trainer = family.load_trainer()
+    label = args.category
+    if family.classes and not label.isdigit():
+        names = {c.lower(): i for i, c in enumerate(family.classes)}
+        if label.lower() not in names:
+            print(f"unknown category {label!r}; choose from {family.classes}", file=sys.stderr)
+            return 2
+        label = names[label.lower()]
+    images = trainer.sample(Path(args.checkpoint), args.count, int(label), args.seed)
+    out = Path(args.out)
+    grid(to_uint8(images), nrow=min(args.count, 10)).save(out)
+    print(f"wrote {args.count} samples to {out}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from serving.shipped import ensure_shipped_models
+
+    for name, tag in ensure_shipped_models().items():
+        print(f"model {name}: {tag}")
+    os.environ["ECOMGAN_GRPC_PORT"] = str(args.grpc_port)
+    cmd = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "service:EcomGAN",
+        "--working-dir",
+        str(REPO_ROOT),
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
+    print(f"HTTP on {args.host}:{args.port}, OIP gRPC on port {args.grpc_port}", flush=True)
+    os.execv(sys.executable, cmd)
+
+
+def cmd_families(args: argparse.Namespace) -> int:
+    for family in FAMILIES.values():
+        print(f"{family.name:10s} {family.description}")
+    return 0
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ecomgan", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"ecomgan {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    family_help = f"model family: {', '.join(FAMILIES)}"
+
+    p = sub.add_parser("train", help="train a family's GAN")
+    p.add_argument("--family", default="products", choices=list(FAMILIES), help=family_help)
+    p.add_argument("--out", help="run folder (default runs/<family>)")
+    p.add_argument("--data-dir", type=Path, help="dataset folder (else $ECOMGAN_DATA_DIR, ...)")
+    p.add_argument("--resume", type=Path, help="continue from this checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="one step on synthetic data")
+    family = _family_from_argv(argv)
+    if argv[:1] == ["train"] and family in FAMILIES:  # imports torch: only when training
+        _add_config_flags(p, get_family(family).load_trainer().TrainConfig)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="export a checkpoint to validated ONNX and register it")
+    p.add_argument("--family", default="products", choices=list(FAMILIES), help=family_help)
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt from `ecomgan train`")
+    p.add_argument("--out", help="output folder (default exports/<family>)")
+    p.add_argument("--data-dir", type=Path, help="dataset folder for detector calibration")
+    p.add_argument(
+        "--register",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="register into the BentoML model store (default: yes)",
+    )
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("register", help="register shipped (or exported) models in the store")
+    p.add_argument("--family", choices=list(FAMILIES), help="one family (default: all)")
+    p.add_argument("--folder", help="an exported folder (default: the shipped models)")
+    p.add_argument("--force", action="store_true", help="register even if already present")
+    p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("sample", help="write a PNG grid of samples from a checkpoint")
+    p.add_argument("--family", default="products", choices=list(FAMILIES), help=family_help)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--category", default="0", help="class name or index")
+    p.add_argument("--count", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="samples.png")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("serve", help="register the shipped defaults if needed and serve the bento")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=3000, help="HTTP port (JSON APIs and OIP /v2)")
+    p.add_argument(
+        "--grpc-port",
+        type=int,
+        default=int(os.environ.get("ECOMGAN_GRPC_PORT", 3001)),
+        help="OIP gRPC port",
+    )
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("families", help="list the registered model families")
+    p.set_defaults(func=cmd_families)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("ecomgan").setLevel(logging.INFO)
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    args = build_parser(argv).parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"ecomgan {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

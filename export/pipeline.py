@@ -1,0 +1,350 @@
+"""`ecomgan export` and `ecomgan register`: checkpoint -> shipped folder -> model store.
+
+A shipped folder (``models/<family>/``) holds ``generator.onnx``, ``discriminator.onnx``
+and ``manifest.json``, which records each file's sha256, opset, I/O signature and
+validation result, the training summary and the discriminator's calibration.
+
+Registering needs neither torch nor onnx: only `export_family` imports them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import ecomgan
+from ecomgan.families import ROLES, Family, get_family
+from ecomgan.files import sha256_file
+from export import store
+from export.calibration import fit_detector
+
+if TYPE_CHECKING:
+    from gan.exportable import Exportable
+
+MANIFEST = "manifest.json"
+MODEL_FILENAME = "model.onnx"  # the ONNX file's name inside a model-store entry
+MANIFEST_FORMAT = 1
+VALIDATION_BATCH_SIZES = (1, 64)
+SEED = 0
+
+
+class ArtifactError(RuntimeError):
+    """A shipped folder is incomplete, corrupt, or not an export."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What `export_family` wrote: the folder and its manifest."""
+
+    folder: Path
+    manifest: dict[str, Any]
+
+    @property
+    def files(self) -> dict[str, Path]:
+        """Role -> ONNX file."""
+        return {role: self.folder / e["file"] for role, e in self.manifest["roles"].items()}
+
+    def __str__(self) -> str:
+        roles = ", ".join(
+            f"{e['file']} (sha256 {e['sha256'][:12]}, max abs diff "
+            f"{e['validation']['max_abs_diff']:.2g})"
+            for e in self.manifest["roles"].values()
+        )
+        cal = self.manifest["calibration"]
+        return (
+            f"{roles}; detector AUROC {cal['auroc']:.3f}, TPR {cal['tpr']:.3f} "
+            f"at FPR {cal['fpr']:.4f} (target {cal['target_fpr']})"
+        )
+
+
+def export_family(
+    family_name: str,
+    checkpoint: Path,
+    out_dir: Path,
+    *,
+    opset: int | None = None,
+    data_dir: Path | None = None,
+    calibration_samples: int = 2000,
+) -> ExportResult:
+    """Export, validate and calibrate a family's networks into a shipped folder.
+
+    Everything is written into a temporary sibling of ``out_dir`` and swapped in at the
+    end, so an interrupted export leaves the previous folder intact, never a mix.
+    Files other than the export's own (e.g. a sample image) do not survive a re-export.
+
+    Args:
+        family_name: A registered family, e.g. ``products``.
+        checkpoint: The training checkpoint the family module reads.
+        out_dir: The folder to (re)create; if it exists it must be empty or a previous export.
+        opset: ONNX opset; defaults to `export.onnx.DEFAULT_OPSET`.
+        data_dir: Where the family module finds real data for calibration (None: its default).
+        calibration_samples: Real and generated inputs each used to calibrate the discriminator.
+
+    Returns:
+        The folder and its manifest.
+
+    Raises:
+        ArtifactError: ``out_dir`` holds something other than an export, or the family
+            module returned the wrong roles or discriminator outputs.
+        export.onnx.OnnxValidationError: ONNX Runtime disagrees with PyTorch.
+    """
+    from export.onnx import DEFAULT_OPSET
+
+    family = get_family(family_name)
+    trainer = family.load_trainer()
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir).resolve()
+    _check_replaceable(out_dir)
+    exportables = trainer.exportables(checkpoint)
+    if sorted(exportables) != sorted(ROLES):
+        raise ArtifactError(
+            f"{family.trainer}.exportables returned {sorted(exportables)}, not {ROLES}"
+        )
+    # Before the slow part, so that missing data fails fast.
+    real, fake = trainer.calibration_inputs(
+        checkpoint, n=calibration_samples, seed=SEED, data_dir=data_dir
+    )
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = out_dir.with_name(f".{out_dir.name}.export-{uuid.uuid4().hex[:12]}")
+    staging.mkdir()
+    try:
+        roles = {
+            role: _export_role(trainer, role, exportables[role], staging, opset or DEFAULT_OPSET)
+            for role in ROLES
+        }
+        disc = exportables["discriminator"]
+        calibration = fit_detector(
+            _logits(staging / roles["discriminator"]["file"], disc, real),
+            _logits(staging / roles["discriminator"]["file"], disc, fake),
+        )
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "family": family.name,
+            "project_version": ecomgan.__version__,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "training": trainer.describe(checkpoint),
+            "calibration": calibration,
+            "roles": roles,
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
+        _swap_in(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(out_dir, json.loads((out_dir / MANIFEST).read_text()))
+
+
+def _export_role(
+    trainer: Any, role: str, ex: Exportable, folder: Path, opset: int
+) -> dict[str, Any]:
+    from export.onnx import export_onnx, onnx_io_signature, onnx_opset, validate_onnx
+
+    path = export_onnx(ex, folder / f"{role}.onnx", opset=opset)
+    make = getattr(trainer, "make_validation_inputs", None)
+    report = validate_onnx(
+        ex,
+        path,
+        batch_sizes=VALIDATION_BATCH_SIZES,
+        seed=SEED,
+        make_inputs=(lambda batch_size: make(role, batch_size, SEED)) if make else None,
+    )
+    return {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "size_bytes": path.stat().st_size,
+        "opset": onnx_opset(path),
+        "io": onnx_io_signature(path),
+        "validation": report.to_dict(),
+    }
+
+
+def _logits(
+    path: Path, ex: Exportable, inputs: tuple[np.ndarray, ...], batch: int = 256
+) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    n = len(inputs[0])
+    out = []
+    for start in range(0, n, batch):
+        feeds = {
+            name: np.ascontiguousarray(x[start : start + batch])
+            for name, x in zip(ex.input_names, inputs, strict=True)
+        }
+        out.append(session.run([ex.output_names[0]], feeds)[0].reshape(-1))
+    logits = np.concatenate(out) if out else np.empty(0)
+    if logits.size != n:
+        raise ArtifactError(
+            f"discriminator returned {logits.size} logits for {n} inputs; expected one each"
+        )
+    return logits
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ArtifactError(f"{out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
+        raise ArtifactError(
+            f"refusing to replace {out_dir}: it is not empty and has no {MANIFEST}, so it is "
+            "not a previous export; choose a new or empty folder"
+        )
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    if not out_dir.exists():
+        os.rename(staging, out_dir)
+        return
+    old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:12]}")
+    os.rename(out_dir, old)
+    try:
+        os.rename(staging, out_dir)
+    except BaseException:
+        os.rename(old, out_dir)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_manifest(folder: Path, family: Family) -> dict[str, Any]:
+    """Load and sanity-check a shipped folder's manifest.
+
+    Raises:
+        ArtifactError: Missing or unreadable manifest, another family's, or a role missing.
+    """
+    path = Path(folder) / MANIFEST
+    fix = f"re-export it with `ecomgan export --family {family.name} --checkpoint CKPT`"
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"cannot read {path} ({exc}); {fix}") from None
+    if manifest.get("family") != family.name:
+        raise ArtifactError(f"{path} is for family {manifest.get('family')!r}, not {family.name!r}")
+    missing = [r for r in ROLES if r not in manifest.get("roles", {})]
+    if missing:
+        raise ArtifactError(f"{path} lists no {', '.join(missing)}; {fix}")
+    return manifest
+
+
+def verify_file(folder: Path, manifest: dict[str, Any], role: str) -> Path:
+    """The role's ONNX file, after checking its sha256 against the manifest.
+
+    Raises:
+        ArtifactError: The file is missing or its bytes differ from what was exported.
+    """
+    entry = manifest["roles"][role]
+    path = Path(folder) / entry["file"]
+    fix = (
+        f"restore it (`git checkout -- {path}`; `git lfs pull` if it is a Git LFS pointer) "
+        f"or re-export the folder with "
+        f"`ecomgan export --family {manifest['family']} --checkpoint CKPT`"
+    )
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing but listed in {MANIFEST}; {fix}")
+    digest = sha256_file(path)
+    if digest != entry["sha256"]:
+        raise ArtifactError(
+            f"{path} is corrupt or was replaced: sha256 {digest} ({path.stat().st_size} bytes), "
+            f"{MANIFEST} expects {entry['sha256']} ({entry.get('size_bytes')} bytes); {fix}"
+        )
+    return path
+
+
+def _register_role(family: Family, manifest: dict[str, Any], role: str, path: Path) -> str:
+    entry = manifest["roles"][role]
+    training = dict(manifest.get("training") or {})
+    training.pop("family", None)
+    metadata = {
+        "family": family.name,
+        "role": role,
+        "project_version": manifest["project_version"],
+        "exported_at": manifest["created_at"],
+        "config": training.pop("config", None),
+        "data_sha256": training.pop("data_sha256", None),
+        "metrics": training,
+        "opset": entry["opset"],
+        "sha256": entry["sha256"],
+        "size_bytes": entry["size_bytes"],
+        "io": entry["io"],
+        "validation_max_abs_diff": entry["validation"]["max_abs_diff"],
+    }
+    if role == "discriminator":
+        metadata["calibration"] = manifest["calibration"]
+    labels = {"family": family.name, "role": role, "project_version": manifest["project_version"]}
+    return store.register(
+        family.model_name(role),
+        {MODEL_FILENAME: path},
+        labels=labels,
+        metadata=_drop_none(metadata),
+    )
+
+
+def _drop_none(value: Any) -> Any:
+    # BentoML rejects None anywhere in metadata.
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_drop_none(v) for v in value if v is not None]
+    return value
+
+
+def register_folder(family_name: str, folder: Path) -> dict[str, str]:
+    """Verify a shipped folder and register each role as a new model-store version.
+
+    Every file is checked before anything is registered, so a corrupt discriminator
+    does not leave a lone new generator behind.
+
+    Args:
+        family_name: A registered family.
+        folder: A folder `export_family` wrote (e.g. ``models/products``).
+
+    Returns:
+        Role -> new tag (``<family>-<role>:<version>``).
+
+    Raises:
+        ArtifactError: Bad manifest, or a file missing or not matching its sha256.
+    """
+    family = get_family(family_name)
+    manifest = read_manifest(folder, family)
+    paths = {role: verify_file(folder, manifest, role) for role in ROLES}
+    return {role: _register_role(family, manifest, role, paths[role]) for role in ROLES}
+
+
+def ensure_registered(family_name: str, folder: Path) -> dict[str, str]:
+    """Register the folder's roles that the store lacks; keep the ones already there.
+
+    A role counts as registered when some version of its model carries the manifest's
+    sha256 in its metadata, so a fresh clone registers the shipped defaults once.
+
+    Args:
+        family_name: A registered family.
+        folder: A folder `export_family` wrote (e.g. ``models/products``).
+
+    Returns:
+        Role -> tag: the newest matching version, or the one just registered.
+
+    Raises:
+        ArtifactError: Bad manifest, or a file that must be registered is missing or
+            does not match its sha256.
+    """
+    family = get_family(family_name)
+    manifest = read_manifest(folder, family)
+    tags: dict[str, str] = {}
+    for role in ROLES:
+        sha = manifest["roles"][role]["sha256"]
+        matches = [
+            m
+            for m in store.versions(family.model_name(role))
+            if m.info.metadata.get("sha256") == sha
+        ]
+        if matches:
+            tags[role] = str(matches[-1].tag)
+    todo = [role for role in ROLES if role not in tags]
+    paths = {role: verify_file(folder, manifest, role) for role in todo}
+    tags.update({role: _register_role(family, manifest, role, paths[role]) for role in todo})
+    return tags

@@ -1,0 +1,90 @@
+"""Optional bearer-token authentication for HTTP and gRPC, off unless ECOMGAN_API_TOKEN is set.
+
+Health and metrics stay open so that Kubernetes probes and Prometheus need no secret.
+The token is compared in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+
+import grpc
+
+TOKEN_ENV = "ECOMGAN_API_TOKEN"
+OPEN_HTTP_PATHS = frozenset(
+    {"/livez", "/readyz", "/healthz", "/metrics", "/v2/health/live", "/v2/health/ready"}
+)
+OPEN_GRPC_PREFIXES = ("/grpc.health.v1.Health/",)
+_MESSAGE = "missing or invalid bearer token; send the header 'Authorization: Bearer <token>'"
+
+
+def configured_token() -> bytes | None:
+    """The expected token, or None when authentication is off."""
+    token = os.environ.get(TOKEN_ENV, "")
+    return token.encode() if token else None
+
+
+def authorized(header_value: str | bytes | None, token: bytes) -> bool:
+    """True when `header_value` is `Bearer <token>` (constant-time comparison)."""
+    if header_value is None:
+        return False
+    value = header_value.encode() if isinstance(header_value, str) else header_value
+    scheme, _, presented = value.partition(b" ")
+    # compare_digest on equal-length inputs is constant time; a length mismatch leaks only length.
+    return scheme.lower() == b"bearer" and hmac.compare_digest(presented.strip(), token)
+
+
+class BearerAuthMiddleware:
+    """ASGI middleware answering 401 to HTTP requests without the configured bearer token."""
+
+    def __init__(self, app, token: bytes | None = None) -> None:
+        self.app = app
+        self.token = token if token is not None else configured_token()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (
+            self.token is None
+            or scope["type"] != "http"
+            or scope.get("path", "") in OPEN_HTTP_PATHS
+        ):
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope.get("headers") or []).get(b"authorization")
+        if authorized(header, self.token):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"error": _MESSAGE}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="ecomgan"'),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class GrpcAuthInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses gRPC calls (except health checks) without `authorization: Bearer <token>`."""
+
+    def __init__(self, token: bytes) -> None:
+        self.token = token
+
+        async def deny(request, context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, _MESSAGE)
+
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+
+    async def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method.startswith(OPEN_GRPC_PREFIXES):
+            return await continuation(handler_call_details)
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        if authorized(metadata.get("authorization"), self.token):
+            return await continuation(handler_call_details)
+        return self._deny

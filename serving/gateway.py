@@ -1,0 +1,151 @@
+"""The one path to the models: validate named tensors, batch them as records, call a role service.
+
+The JSON APIs, OIP HTTP and OIP gRPC all end in `Gateway.infer`, so their requests meet in the
+same adaptive batches of the Generator and Discriminator services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import numpy as np
+
+from serving.catalog import ServedModel
+from serving.errors import InvalidInput, NotFound, Unavailable
+from serving.limits import Limits
+from serving.runtime import oip_datatype
+
+logger = logging.getLogger("ecomgan.gateway")
+# Backoff between attempts when a role service's connection fails: covers a supervisor
+# restarting a crashed worker (the listening socket stays open, so new connections queue).
+RETRY_DELAYS_S = (0.1, 0.5, 1.5)
+
+
+class Gateway:
+    """Routes validated inference requests to the batchable role services.
+
+    Args:
+        catalog: Served models by name.
+        clients: Role name -> BentoML client of that role's service (from `bentoml.depends`).
+        limits: Per-request caps.
+    """
+
+    def __init__(self, catalog: dict[str, ServedModel], clients: dict[str, Any], limits: Limits):
+        self.catalog = catalog
+        self.clients = clients
+        self.limits = limits
+
+    def model(self, name: str, version: str | None = None) -> ServedModel:
+        """Look a model up by name and optional version, or raise NotFound saying what exists."""
+        served = self.catalog.get(name)
+        if served is None:
+            raise NotFound(
+                f"unknown model {name!r}; available models: {', '.join(sorted(self.catalog))}"
+            )
+        if version not in (None, "", served.version):
+            raise NotFound(
+                f"model {name!r} has no version {version!r}; the served version is "
+                f"{served.version!r}"
+            )
+        return served
+
+    def validate(self, served: ServedModel, inputs: dict[str, np.ndarray]) -> int:
+        """Check names, datatypes, shapes, batch size and values; return the batch size."""
+        specs = {s.name: s for s in served.signature.inputs}
+        if set(inputs) != set(specs):
+            missing = sorted(set(specs) - set(inputs))
+            extra = sorted(set(inputs) - set(specs))
+            raise InvalidInput(
+                f"model {served.name!r} takes inputs {_describe(served.signature.inputs)}; "
+                + (f"missing {missing}" if missing else "")
+                + ("; " if missing and extra else "")
+                + (f"unexpected {extra}" if extra else "")
+            )
+        batch = None
+        for name, spec in specs.items():
+            arr = inputs[name]
+            if arr.dtype != spec.dtype:
+                raise InvalidInput(
+                    f"input {name!r} of {served.name!r} must be {spec.datatype}, "
+                    f"got {oip_datatype(arr.dtype)}"
+                )
+            if arr.ndim != len(spec.shape) or arr.shape[1:] != spec.item_shape:
+                raise InvalidInput(
+                    f"input {name!r} of {served.name!r} must have shape {list(spec.shape)} "
+                    f"(-1 = batch), got {list(arr.shape)}"
+                )
+            if batch is None:
+                batch = arr.shape[0]
+            elif arr.shape[0] != batch:
+                raise InvalidInput(
+                    f"inputs of {served.name!r} must share the batch size; "
+                    f"{name!r} has {arr.shape[0]}, an earlier input has {batch}"
+                )
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise InvalidInput(f"input {name!r} contains NaN or Inf; only finite values")
+            if name in served.input_ranges and arr.size:
+                lo, hi = served.input_ranges[name]
+                if arr.min() < lo or arr.max() > hi:
+                    raise InvalidInput(
+                        f"input {name!r} of {served.name!r} takes values {lo}..{hi}, "
+                        f"got {int(arr.min())}..{int(arr.max())}"
+                    )
+        if not batch or batch > self.limits.max_items:
+            raise InvalidInput(
+                f"batch size must be 1..{self.limits.max_items} per request, got {batch}"
+            )
+        return batch
+
+    async def infer(
+        self, name: str, inputs: dict[str, np.ndarray], version: str | None = None
+    ) -> dict[str, np.ndarray]:
+        """Validate and run one request through the model's batched role service.
+
+        Returns:
+            Output name -> array with the request's batch size on axis 0.
+        """
+        served = self.model(name, version)
+        n = self.validate(served, inputs)
+        records = np.empty(n, dtype=served.signature.record_dtype("inputs"))
+        for spec in served.signature.inputs:
+            records[spec.name] = inputs[spec.name]
+        out = await self._call(served, records)
+        return {s.name: out[s.name] for s in served.signature.outputs}
+
+    async def _call(self, served: ServedModel, records: np.ndarray) -> np.ndarray:
+        """Call the role service; retry connection failures (a worker restarting after a crash).
+
+        Inference here is a pure function of its inputs, so a retry cannot duplicate an effect.
+        """
+        import aiohttp
+        import httpx
+        from bentoml.exceptions import BentoMLException
+
+        method = getattr(self.clients[served.role].to_async, served.family.name)
+        for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
+            try:
+                return await method(records)
+            except BentoMLException as exc:
+                status = int(exc.error_code)
+                if status in (429, 503):
+                    raise Unavailable(
+                        f"{served.role} service is overloaded; retry with backoff"
+                    ) from None
+                if status == 400:
+                    raise InvalidInput(str(exc)) from None
+                raise
+            except (aiohttp.ClientError, httpx.TransportError, OSError) as exc:
+                if delay is None:
+                    raise Unavailable(
+                        f"{served.role} service is unreachable after {attempt + 1} attempts "
+                        f"({type(exc).__name__}); retry"
+                    ) from None
+                logger.warning("%s call failed (%s); retrying in %.1fs", served.name, exc, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+def _describe(specs) -> str:
+    return ", ".join(f"{s.name} {s.datatype} {list(s.shape)}" for s in specs)

@@ -1,0 +1,205 @@
+"""User-facing API of the products family: generate catalog images, score uploaded ones."""
+
+from __future__ import annotations
+
+import io
+import secrets
+from pathlib import Path
+
+import bentoml
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from starlette.responses import JSONResponse
+
+from ecomgan.families import get_family
+from ecomgan.images import grid, to_model_range, to_uint8
+from ecomgan.seeding import latent
+from export.calibration import apply as apply_calibration
+from serving.errors import InvalidInput, Unavailable
+
+FAMILY = get_family("products")
+CLASSES = FAMILY.classes
+SIZE = 28
+# Defaults double as the OpenAPI example and the tests' fixture.
+EXAMPLE_GENERATE = {"category": "Sneaker", "count": 4, "seed": 42}
+_LOOKUP = {name.lower(): i for i, name in enumerate(CLASSES)}
+_LOOKUP.update({name.lower().replace("/", "-"): i for i, name in enumerate(CLASSES)})
+
+
+def parse_category(category: str | int) -> int:
+    """Category name (case-insensitive) or index -> label, or InvalidInput listing the choices."""
+    if isinstance(category, bool):
+        category = str(category)
+    if isinstance(category, int) and 0 <= category < len(CLASSES):
+        return category
+    if isinstance(category, str):
+        key = category.strip().lower()
+        if key in _LOOKUP:
+            return _LOOKUP[key]
+        if key.isdigit() and int(key) < len(CLASSES):
+            return int(key)
+    choices = ", ".join(f"{i}={name!r}" for i, name in enumerate(CLASSES))
+    raise InvalidInput(f"unknown category {category!r}; use a name or index: {choices}")
+
+
+def decode_image(data: bytes, filename: str = "image") -> np.ndarray:
+    """Decode an uploaded PNG/JPEG to (28, 28) uint8 pixels, or raise InvalidInput."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format not in ("PNG", "JPEG"):
+                raise InvalidInput(
+                    f"{filename}: {img.format} images are not accepted; send PNG or JPEG"
+                )
+            img.load()
+            mode, size = img.mode, img.size
+            if mode not in ("L", "1"):
+                raise InvalidInput(
+                    f"{filename}: expected a single-channel (grayscale) image, got mode {mode!r} "
+                    f"with {len(img.getbands())} channels; convert it to grayscale 'L'"
+                )
+            if size != (SIZE, SIZE):
+                raise InvalidInput(
+                    f"{filename}: expected {SIZE}x{SIZE} pixels, got {size[0]}x{size[1]}; "
+                    f"resize to {SIZE}x{SIZE} (Fashion-MNIST format: light product on black)"
+                )
+            return np.asarray(img.convert("L"), dtype=np.uint8)
+    except InvalidInput:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise InvalidInput(
+            f"{filename}: cannot decode the image ({exc}); send a PNG or JPEG"
+        ) from None
+
+
+def overloaded(exc: Unavailable) -> JSONResponse:
+    """A 503 that keeps its message (BentoML would replace the text of a 5xx exception)."""
+    return JSONResponse({"error": exc.message}, status_code=503, headers={"Retry-After": "1"})
+
+
+class ProductsAPI:
+    """Mixed into the entry service; needs `self.gateway` and `self.limits` (see `EntryBase`)."""
+
+    @staticmethod
+    def input_ranges(role: str, metadata: dict) -> dict[str, tuple[int, int]]:
+        """Valid label range of both products models."""
+        return {"label": (0, len(CLASSES) - 1)}
+
+    def _count(self, count: int) -> int:
+        if not 1 <= count <= self.limits.max_items:
+            raise InvalidInput(f"count must be 1..{self.limits.max_items}, got {count}")
+        return count
+
+    async def _generate(self, category: str | int, count: int, seed: int | None):
+        label = parse_category(category)
+        n = self._count(count)
+        if seed is None:
+            seed = secrets.randbelow(2**31)
+        elif not 0 <= seed < 2**63:
+            raise InvalidInput(f"seed must be 0..2**63-1, got {seed}")
+        served = self.gateway.model(FAMILY.model_name("generator"))
+        nz = served.signature.inputs[0].item_shape[0]
+        out = await self.gateway.infer(
+            served.name, {"z": latent(n, nz, seed), "label": np.full(n, label, dtype=np.int64)}
+        )
+        return label, seed, to_uint8(out["image"])
+
+    @bentoml.api(route="/products/generate")
+    async def products_generate(
+        self,
+        category: str | int = EXAMPLE_GENERATE["category"],
+        count: int = EXAMPLE_GENERATE["count"],
+        seed: int | None = EXAMPLE_GENERATE["seed"],
+    ) -> dict:
+        """Generate `count` product images of a category; same seed -> same images.
+
+        Returns uint8 pixel arrays (count x 28 x 28, light product on black) with the seed used.
+        """
+        try:
+            label, seed, pixels = await self._generate(category, count, seed)
+        except Unavailable as exc:
+            return overloaded(exc)
+        return {
+            "category": CLASSES[label],
+            "label": label,
+            "seed": seed,
+            "shape": list(pixels.shape),
+            "images": pixels.tolist(),
+        }
+
+    @bentoml.api(route="/products/generate_png")
+    async def products_generate_png(
+        self,
+        category: str | int = EXAMPLE_GENERATE["category"],
+        count: int = EXAMPLE_GENERATE["count"],
+        seed: int | None = EXAMPLE_GENERATE["seed"],
+        nrow: int = 8,
+    ) -> Image.Image:
+        """The same images as `/products/generate`, tiled into one PNG with `nrow` per row."""
+        if not 1 <= nrow <= 64:
+            raise InvalidInput(f"nrow must be 1..64, got {nrow}")
+        try:
+            _, _, pixels = await self._generate(category, count, seed)
+        except Unavailable as exc:
+            return overloaded(exc)
+        return grid(pixels, nrow=min(nrow, len(pixels)))
+
+    async def _score(self, pixels: np.ndarray, labels: np.ndarray) -> dict:
+        served = self.gateway.model(FAMILY.model_name("discriminator"))
+        out = await self.gateway.infer(
+            served.name, {"image": to_model_range(pixels)[:, None], "label": labels}
+        )
+        logits = out["logit"].reshape(-1)
+        calibration = served.metadata["calibration"]
+        p_fake, is_fake = apply_calibration(calibration, logits)
+        return {
+            "threshold": calibration["threshold"],
+            "target_fpr": calibration["target_fpr"],
+            "results": [
+                {
+                    "p_synthetic": float(p),
+                    "label": "synthetic" if flag else "real",
+                    "logit": float(lg),
+                }
+                for p, flag, lg in zip(p_fake, is_fake, logits, strict=True)
+            ],
+        }
+
+    @bentoml.api(route="/products/score")
+    async def products_score(self, image: Path, category: str | int) -> dict:
+        """Score one uploaded 28x28 grayscale PNG/JPEG: probability it is synthetic, and a label."""
+        data = Path(image).read_bytes()
+        if len(data) > self.limits.max_body_bytes:
+            raise InvalidInput(f"image is {len(data)} bytes; at most {self.limits.max_body_bytes}")
+        pixels = decode_image(data, Path(image).name)[None]
+        label = np.array([parse_category(category)], dtype=np.int64)
+        try:
+            result = await self._score(pixels, label)
+        except Unavailable as exc:
+            return overloaded(exc)
+        return {**result["results"][0], "threshold": result["threshold"]}
+
+    @bentoml.api(route="/products/score_arrays")
+    async def products_score_arrays(
+        self, images: list[list[list[float]]], categories: list[str | int]
+    ) -> dict:
+        """Score a batch of 28x28 pixel arrays (values 0..255), one category per image."""
+        if len(images) != len(categories):
+            raise InvalidInput(
+                f"give one category per image: {len(images)} images, {len(categories)} categories"
+            )
+        self._count(len(images))
+        try:
+            pixels = np.asarray(images, dtype=np.float32)
+        except ValueError:
+            raise InvalidInput("images must be a list of 28x28 nested lists of numbers") from None
+        if pixels.shape[1:] != (SIZE, SIZE):
+            raise InvalidInput(
+                f"each image must be {SIZE}x{SIZE} (one channel); got shape {list(pixels.shape)}"
+            )
+        if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 255:
+            raise InvalidInput("pixel values must be finite numbers in 0..255")
+        labels = np.array([parse_category(c) for c in categories], dtype=np.int64)
+        try:
+            return await self._score(pixels, labels)
+        except Unavailable as exc:
+            return overloaded(exc)
