@@ -20,14 +20,19 @@ pytestmark = pytest.mark.integration
 
 
 def _worker_pid(server, service: str) -> int:
-    out = subprocess.run(
-        ["pgrep", "-f", f"--service-name {service} "], capture_output=True, text=True
-    ).stdout.split()
-    for pid in map(int, out):
-        # Only the worker of this server: a child of its `bentoml serve` process group.
-        if os.getpgid(pid) == server.proc.pid:
-            return pid
-    raise AssertionError(f"no {service} worker found")
+    """The pid of a role's worker among the descendants of this server's `bentoml serve`."""
+    table = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True, text=True)
+    children: dict[int, list[tuple[int, str]]] = {}
+    for line in table.stdout.splitlines():
+        pid, ppid, args = line.split(None, 2)
+        children.setdefault(int(ppid), []).append((int(pid), args))
+    todo = [server.proc.pid]
+    while todo:
+        for pid, args in children.get(todo.pop(), []):
+            if f"--service-name {service} " in args + " ":
+                return pid
+            todo.append(pid)
+    raise AssertionError(f"no {service} worker under pid {server.proc.pid}")
 
 
 def test_killed_generator_worker_is_restarted_under_load(shipped_home, tmp_path):
