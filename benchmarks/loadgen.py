@@ -53,9 +53,9 @@ class LevelResult:
 
 def _error_kind(exc: Exception) -> str:
     """HTTP status, gRPC status code, or exception type: how the table counts errors."""
-    response = getattr(exc, "response", None)
-    if response is not None and hasattr(response, "status_code"):
-        return str(response.status_code)
+    status = getattr(exc, "status", None)  # aiohttp.ClientResponseError
+    if isinstance(status, int):
+        return str(status)
     code = getattr(exc, "code", None)
     if callable(code):
         return str(code())
@@ -100,32 +100,37 @@ async def run_level(
     requests: int | None = None,
 ) -> LevelResult:
     """Drive one path with `clients` closed-loop clients for `seconds` or `requests` in total."""
+    import aiohttp
     import grpc
-    import httpx
     from tritonclient.grpc import service_pb2, service_pb2_grpc
 
     result = LevelResult(path, clients, batch)
     budget = [requests if requests is not None else float("inf")]
     deadline = time.perf_counter() + (seconds if seconds is not None else float("inf"))
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     rng = np.random.default_rng(0)
     zs = rng.standard_normal((64, batch, nz), dtype=np.float32)
-
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+    # aiohttp, not httpx: httpx's async pool serialises on a lock and, at 64 concurrent
+    # requests on 2 cores, became the bottleneck it was supposed to measure.
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
         channel = grpc.aio.insecure_channel(grpc_target)
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
         async def one(i: int) -> None:
             z, label = zs[i % 64], np.full(batch, i % 10, dtype=np.int64)
             if path == "json":
-                r = await client.post(
-                    f"{url}/products/generate", json={"category": i % 10, "count": batch, "seed": i}
-                )
-                r.raise_for_status()
+                body = {"category": i % 10, "count": batch, "seed": i}
+                async with client.post(f"{url}/products/generate", json=body) as r:
+                    await r.read()
+                    r.raise_for_status()
             elif path == "oip-http":
-                body, headers = oip_http_body(z, label)
-                r = await client.post(f"{url}/v2/models/{GEN}/infer", content=body, headers=headers)
-                r.raise_for_status()
+                data, headers = oip_http_body(z, label)
+                async with client.post(
+                    f"{url}/v2/models/{GEN}/infer", data=data, headers=headers
+                ) as r:
+                    await r.read()
+                    r.raise_for_status()
             else:
                 req = service_pb2.ModelInferRequest(model_name=GEN)
                 req.inputs.add(name="z", datatype="FP32", shape=[batch, nz])

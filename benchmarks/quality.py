@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from gan.common import sha256_file
 from gan.products import describe
 from gan.products.baseline import BaselineConfig, train_baseline
 from gan.products.classifier import ClassifierConfig, save_classifier, train_classifier
@@ -97,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             init = torch.load(args.detector_init, map_location="cpu", weights_only=True)
             info_file = args.detector_init.with_suffix(".json")
             previous = json.loads(info_file.read_text()) if info_file.exists() else None
-        gens = list(dict.fromkeys([args.checkpoint, *args.snapshots]))
+        by_hash = {sha256_file(c): c for c in [*args.snapshots, args.checkpoint]}
+        gens = list(by_hash.values())  # the same weights twice would double their share
         disc, info = finetune_detector(args.checkpoint, gens, cfg, data_dir=args.data_dir,
                                        device=args.device, init=init)  # fmt: skip
         if previous is not None:

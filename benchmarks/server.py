@@ -41,9 +41,10 @@ def bento(
 
 
 def server_pids(server) -> list[int]:
-    """The `bentoml serve` process and all its workers (its process group)."""
-    out = subprocess.run(["pgrep", "-g", str(server.proc.pid)], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
+    """The `bentoml serve` process and all its descendants."""
+    from tests.conftest import process_tree
+
+    return [pid for pid, _ in process_tree(server.proc.pid)]
 
 
 def machine() -> str:

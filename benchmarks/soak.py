@@ -39,12 +39,16 @@ def rss_bytes(pids: list[int]) -> int:
 
 async def mixed(clients: int, requests: int, seconds: float | None, **kw) -> list[dict]:
     """Split the clients and the request budget evenly across the three protocols, at once."""
-    per = clients // len(PATHS)
+    n = len(PATHS)
     runs = [
         run_level(
-            p, per, requests=None if seconds else requests // len(PATHS), seconds=seconds, **kw
+            path,
+            clients // n + (i < clients % n),
+            requests=None if seconds else requests // n + (i < requests % n),
+            seconds=seconds,
+            **kw,
         )
-        for p in PATHS
+        for i, path in enumerate(PATHS)
     ]
     return [r.summary() for r in await asyncio.gather(*runs)]
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import secrets
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 import bentoml
 import numpy as np
@@ -15,7 +17,7 @@ from ecomgan.families import get_family
 from ecomgan.images import grid, to_model_range, to_uint8
 from ecomgan.seeding import latent
 from export.calibration import apply as apply_calibration
-from serving.errors import InvalidInput, Unavailable
+from serving.errors import InvalidInput, ServingError, Unavailable
 
 FAMILY = get_family("products")
 CLASSES = FAMILY.classes
@@ -71,9 +73,19 @@ def decode_image(data: bytes, filename: str = "image") -> np.ndarray:
         ) from None
 
 
-def overloaded(exc: Unavailable) -> JSONResponse:
-    """A 503 that keeps its message (BentoML would replace the text of a 5xx exception)."""
-    return JSONResponse({"error": exc.message}, status_code=503, headers={"Retry-After": "1"})
+def error_response(exc: ServingError) -> JSONResponse:
+    """`{"error": ...}` with the error's status (BentoML would wrap a 4xx body in a list and
+    replace a 5xx message with a generic one)."""
+    headers = {"Retry-After": "1"} if isinstance(exc, Unavailable) else None
+    return JSONResponse({"error": exc.message}, status_code=int(exc.http_status), headers=headers)
+
+
+async def answer(work: Awaitable[Any]) -> Any:
+    """Await an API's work; turn a refused request into its error response."""
+    try:
+        return await work
+    except ServingError as exc:
+        return error_response(exc)
 
 
 class ProductsAPI:
@@ -103,21 +115,8 @@ class ProductsAPI:
         )
         return label, seed, to_uint8(out["image"])
 
-    @bentoml.api(route="/products/generate")
-    async def products_generate(
-        self,
-        category: str | int = EXAMPLE_GENERATE["category"],
-        count: int = EXAMPLE_GENERATE["count"],
-        seed: int | None = EXAMPLE_GENERATE["seed"],
-    ) -> dict:
-        """Generate `count` product images of a category; same seed -> same images.
-
-        Returns uint8 pixel arrays (count x 28 x 28, light product on black) with the seed used.
-        """
-        try:
-            label, seed, pixels = await self._generate(category, count, seed)
-        except Unavailable as exc:
-            return overloaded(exc)
+    async def _generate_arrays(self, category: str | int, count: int, seed: int | None) -> dict:
+        label, seed, pixels = await self._generate(category, count, seed)
         return {
             "category": CLASSES[label],
             "label": label,
@@ -126,21 +125,12 @@ class ProductsAPI:
             "images": pixels.tolist(),
         }
 
-    @bentoml.api(route="/products/generate_png")
-    async def products_generate_png(
-        self,
-        category: str | int = EXAMPLE_GENERATE["category"],
-        count: int = EXAMPLE_GENERATE["count"],
-        seed: int | None = EXAMPLE_GENERATE["seed"],
-        nrow: int = 8,
+    async def _generate_grid(
+        self, category: str | int, count: int, seed: int | None, nrow: int
     ) -> Image.Image:
-        """The same images as `/products/generate`, tiled into one PNG with `nrow` per row."""
         if not 1 <= nrow <= 64:
             raise InvalidInput(f"nrow must be 1..64, got {nrow}")
-        try:
-            _, _, pixels = await self._generate(category, count, seed)
-        except Unavailable as exc:
-            return overloaded(exc)
+        _, _, pixels = await self._generate(category, count, seed)
         return grid(pixels, nrow=min(nrow, len(pixels)))
 
     async def _score(self, pixels: np.ndarray, labels: np.ndarray) -> dict:
@@ -164,25 +154,16 @@ class ProductsAPI:
             ],
         }
 
-    @bentoml.api(route="/products/score")
-    async def products_score(self, image: Path, category: str | int) -> dict:
-        """Score one uploaded 28x28 grayscale PNG/JPEG: probability it is synthetic, and a label."""
+    async def _score_upload(self, image: Path, category: str | int) -> dict:
         data = Path(image).read_bytes()
         if len(data) > self.limits.max_body_bytes:
             raise InvalidInput(f"image is {len(data)} bytes; at most {self.limits.max_body_bytes}")
         pixels = decode_image(data, Path(image).name)[None]
         label = np.array([parse_category(category)], dtype=np.int64)
-        try:
-            result = await self._score(pixels, label)
-        except Unavailable as exc:
-            return overloaded(exc)
+        result = await self._score(pixels, label)
         return {**result["results"][0], "threshold": result["threshold"]}
 
-    @bentoml.api(route="/products/score_arrays")
-    async def products_score_arrays(
-        self, images: list[list[list[float]]], categories: list[str | int]
-    ) -> dict:
-        """Score a batch of 28x28 pixel arrays (values 0..255), one category per image."""
+    async def _score_arrays(self, images: list, categories: list) -> dict:
         if len(images) != len(categories):
             raise InvalidInput(
                 f"give one category per image: {len(images)} images, {len(categories)} categories"
@@ -199,7 +180,41 @@ class ProductsAPI:
         if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 255:
             raise InvalidInput("pixel values must be finite numbers in 0..255")
         labels = np.array([parse_category(c) for c in categories], dtype=np.int64)
-        try:
-            return await self._score(pixels, labels)
-        except Unavailable as exc:
-            return overloaded(exc)
+        return await self._score(pixels, labels)
+
+    @bentoml.api(route="/products/generate")
+    async def products_generate(
+        self,
+        category: str | int = EXAMPLE_GENERATE["category"],
+        count: int = EXAMPLE_GENERATE["count"],
+        seed: int | None = EXAMPLE_GENERATE["seed"],
+    ) -> dict:
+        """Generate `count` product images of a category; same seed -> same images.
+
+        Returns uint8 pixel arrays (count x 28 x 28, light product on black) and the seed used
+        (`seed: null` draws one).
+        """
+        return await answer(self._generate_arrays(category, count, seed))
+
+    @bentoml.api(route="/products/generate_png")
+    async def products_generate_png(
+        self,
+        category: str | int = EXAMPLE_GENERATE["category"],
+        count: int = EXAMPLE_GENERATE["count"],
+        seed: int | None = EXAMPLE_GENERATE["seed"],
+        nrow: int = 8,
+    ) -> Image.Image:
+        """The same images as `/products/generate`, tiled into one PNG with `nrow` per row."""
+        return await answer(self._generate_grid(category, count, seed, nrow))
+
+    @bentoml.api(route="/products/score")
+    async def products_score(self, image: Path, category: str | int) -> dict:
+        """Score one uploaded 28x28 grayscale PNG/JPEG: probability it is synthetic, and a label."""
+        return await answer(self._score_upload(image, category))
+
+    @bentoml.api(route="/products/score_arrays")
+    async def products_score_arrays(
+        self, images: list[list[list[float]]], categories: list[str | int]
+    ) -> dict:
+        """Score a batch of 28x28 pixel arrays (values 0..255), one category per image."""
+        return await answer(self._score_arrays(images, categories))

@@ -132,6 +132,22 @@ def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120
     pytest.fail(f"server not ready after {timeout}s:\n{log.read_text(errors='replace')[-4000:]}")
 
 
+def process_tree(root: int) -> list[tuple[int, str]]:
+    """(pid, command line) of `root` and all its descendants (BentoML workers get their own
+    process groups, so a process-group lookup would miss them)."""
+    table = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True, text=True)
+    children: dict[int, list[tuple[int, str]]] = {}
+    for line in table.stdout.splitlines():
+        pid, ppid, *args = line.split(None, 2)
+        children.setdefault(int(ppid), []).append((int(pid), " ".join(args)))
+    found, todo = [], [(root, "")]
+    while todo:
+        pid, args = todo.pop()
+        found.append((pid, args))
+        todo.extend(children.get(pid, []))
+    return found
+
+
 def stop_server(server: Server) -> None:
     if server.proc.poll() is None:
         os.killpg(server.proc.pid, signal.SIGTERM)

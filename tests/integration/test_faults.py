@@ -14,24 +14,15 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.conftest import REPO, base_env, start_server, stop_server
+from tests.conftest import REPO, base_env, process_tree, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
 
 def _worker_pid(server, service: str) -> int:
-    """The pid of a role's worker among the descendants of this server's `bentoml serve`."""
-    table = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True, text=True)
-    children: dict[int, list[tuple[int, str]]] = {}
-    for line in table.stdout.splitlines():
-        pid, ppid, args = line.split(None, 2)
-        children.setdefault(int(ppid), []).append((int(pid), args))
-    todo = [server.proc.pid]
-    while todo:
-        for pid, args in children.get(todo.pop(), []):
-            if f"--service-name {service} " in args + " ":
-                return pid
-            todo.append(pid)
+    for pid, args in process_tree(server.proc.pid):
+        if f"--service-name {service} " in args + " ":
+            return pid
     raise AssertionError(f"no {service} worker under pid {server.proc.pid}")
 
 
