@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -58,3 +59,23 @@ def machine() -> str:
                 break
     cpus = os.cpu_count()
     return f"{model or platform.processor()}, {cpus} CPUs, Python {platform.python_version()}"
+
+
+def batch_histogram(metrics: str, service: str, method: str) -> dict[float, float]:
+    """Count of observed batches per size bucket (non-cumulative) from /metrics."""
+    pattern = re.compile(
+        r"bentoml_service_adaptive_batch_size_bucket\{(?P<labels>[^}]*)\} (?P<v>\S+)"
+    )
+    cumulative = {}
+    for m in pattern.finditer(metrics):
+        labels = dict(kv.split("=", 1) for kv in m["labels"].split(","))
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        if labels.get("runner_name") != service or labels.get("method_name") != method:
+            continue
+        le = float(labels["le"]) if labels["le"] != "+Inf" else float("inf")
+        cumulative[le] = cumulative.get(le, 0) + float(m["v"])
+    out, prev = {}, 0.0
+    for le in sorted(cumulative):
+        out[le] = cumulative[le] - prev
+        prev = cumulative[le]
+    return out

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.loadgen import GEN, PATHS, run_level  # noqa: E402
-from benchmarks.server import REPO, bento, machine  # noqa: E402
+from benchmarks.server import REPO, batch_histogram, bento, machine  # noqa: E402
 
 
 def table(rows: list[dict], note: str) -> str:
@@ -63,13 +63,16 @@ def main() -> None:
                 row = asyncio.run(run_level(path, n, seconds=args.seconds, **kw)).summary()
                 print(json.dumps(row), flush=True)
                 rows.append(row)
+        sizes = batch_histogram(httpx.get(f"{url}/metrics").text, "Generator", "products")
+    batches = ", ".join(f"<={le:g}: {int(n)}" for le, n in sizes.items() if n)
+    note_batches = f"Generator batch sizes over the run (histogram buckets): {batches}."
     note = (
         f"Machine: {machine()}; load generator on the same machine; {args.seconds:.0f} s "
         f"per row; one single-image generation per request; one worker per service."
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table(rows, note))
-    print(table(rows, note))
+    args.out.write_text(table(rows, note) + "\n" + note_batches + "\n")
+    print(table(rows, note) + "\n" + note_batches)
 
 
 if __name__ == "__main__":

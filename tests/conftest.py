@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -83,9 +84,16 @@ class Server:
 def start_server(
     home: Path, log: Path, extra_env: dict[str, str] | None = None, timeout: float = 120
 ) -> Server:
-    """Start `bentoml serve service:EcomGAN` on free loopback ports and wait until ready."""
+    """Start `bentoml serve service:EcomGAN` on free loopback ports and wait until ready.
+
+    The server gets its own BENTOML_HOME holding a copy of `home`'s models: BentoML empties
+    `$BENTOML_HOME/prometheus_multiproc_dir` at start, which would wipe the metrics of any
+    other server sharing the home.
+    """
     http_port, grpc_port = free_port(), free_port()
-    env = base_env(home)
+    own_home = log.parent / f"bentoml-{http_port}"
+    shutil.copytree(home / "models", own_home / "models", symlinks=True)
+    env = base_env(own_home)
     env.update(ECOMGAN_GRPC_PORT=str(grpc_port), **(extra_env or {}))
     out = log.open("wb")
     proc = subprocess.Popen(

@@ -21,8 +21,9 @@ def test_token_guards_http_and_grpc(shipped_home, tmp_path):
         r = httpx.post(f"{srv.url}/products/generate", json=body)
         assert r.status_code == 401 and "Bearer" in r.json()["error"]
         assert httpx.get(f"{srv.url}/v2/models/products-generator").status_code == 401
-        r = httpx.post(f"{srv.url}/products/generate", json=body,
-                       headers={"Authorization": f"Bearer {TOKEN}"})
+        r = httpx.post(
+            f"{srv.url}/products/generate", json=body, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
         assert r.status_code == 200
         for path in ("/livez", "/readyz", "/v2/health/ready", "/metrics"):
             assert httpx.get(srv.url + path).status_code == 200, path
@@ -32,8 +33,11 @@ def test_token_guards_http_and_grpc(shipped_home, tmp_path):
             with pytest.raises(grpc.RpcError) as err:
                 stub.ServerMetadata(service_pb2.ServerMetadataRequest(), timeout=10)
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-            meta = stub.ServerMetadata(service_pb2.ServerMetadataRequest(), timeout=10,
-                                       metadata=(("authorization", f"Bearer {TOKEN}"),))
+            meta = stub.ServerMetadata(
+                service_pb2.ServerMetadataRequest(),
+                timeout=10,
+                metadata=(("authorization", f"Bearer {TOKEN}"),),
+            )
             assert meta.name == "ecomgan"
             health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
             assert health.status == health_pb2.HealthCheckResponse.SERVING

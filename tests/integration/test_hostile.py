@@ -279,8 +279,8 @@ HTTP_CASES = [
         "use a name or index",
     ),
     ("oip-malformed-json", "POST", INFER, {"content": b"{oops"}, 400, "not valid JSON"),
-    ("oip-no-inputs", "POST", INFER, {"json": {"outputs": []}}, 400, 'object with an'),
-    ("oip-inputs-not-list", "POST", INFER, {"json": {"inputs": {"z": 1}}}, 400, 'object with an'),
+    ("oip-no-inputs", "POST", INFER, {"json": {"outputs": []}}, 400, "object with an"),
+    ("oip-inputs-not-list", "POST", INFER, {"json": {"inputs": {"z": 1}}}, 400, "object with an"),
     (
         "oip-missing-datatype",
         "POST",

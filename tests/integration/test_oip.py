@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from benchmarks.server import batch_histogram
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -186,23 +186,3 @@ def test_grpc_concurrency_forms_batches(triton_report, server):
     metrics = httpx.get(server.url + "/metrics").text
     sizes = batch_histogram(metrics, "Generator", "products")
     assert any(size > 1 and count > 0 for size, count in sizes.items()), sizes
-
-
-def batch_histogram(metrics: str, service: str, method: str) -> dict[float, float]:
-    """Count of observed batches per size bucket (non-cumulative) from /metrics."""
-    pattern = re.compile(
-        r"bentoml_service_adaptive_batch_size_bucket\{(?P<labels>[^}]*)\} (?P<v>\S+)"
-    )
-    cumulative = {}
-    for m in pattern.finditer(metrics):
-        labels = dict(kv.split("=", 1) for kv in m["labels"].split(","))
-        labels = {k: v.strip('"') for k, v in labels.items()}
-        if labels.get("runner_name") != service or labels.get("method_name") != method:
-            continue
-        le = float(labels["le"]) if labels["le"] != "+Inf" else float("inf")
-        cumulative[le] = cumulative.get(le, 0) + float(m["v"])
-    out, prev = {}, 0.0
-    for le in sorted(cumulative):
-        out[le] = cumulative[le] - prev
-        prev = cumulative[le]
-    return out

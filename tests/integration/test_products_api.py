@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.server import batch_histogram
 from serving.products import EXAMPLE_GENERATE
-from tests.integration.test_oip import batch_histogram
 
 pytestmark = pytest.mark.integration
 
