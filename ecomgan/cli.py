@@ -64,16 +64,70 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quality_gates(args: argparse.Namespace) -> dict:
+    """The quality-gate verdict for the manifest; raises QualityGateError below the gates."""
+    import json
+
+    from ecomgan.files import sha256_file
+    from export.gates import enforce
+
+    if args.quality_report is None:
+        if not args.allow_below_gates:
+            raise RuntimeError(
+                "no --quality-report: run `ecomgan evaluate --family "
+                f"{args.family} --checkpoint {args.checkpoint} --out DIR` and pass "
+                "DIR/report.json, or pass --allow-below-gates (recorded in the manifest)"
+            )
+        return {"passed": False, "override_used": True, "failures": ["no quality report"]}
+    report = json.loads(Path(args.quality_report).read_text())
+    evaluated = report["generators"][report["subject"]]["sha256"]
+    if evaluated != sha256_file(args.checkpoint):
+        raise RuntimeError(
+            f"{args.quality_report} evaluated another checkpoint (sha256 {evaluated[:12]}); "
+            f"run `ecomgan evaluate --checkpoint {args.checkpoint}` again"
+        )
+    verdict = enforce(report, override=args.allow_below_gates)
+    return {**verdict, "report_sha256": sha256_file(args.quality_report)}
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from export.pipeline import export_family, register_folder
 
     family = get_family(args.family)
     out = Path(args.out) if args.out else Path("exports") / family.name
-    result = export_family(family.name, Path(args.checkpoint), out, data_dir=args.data_dir)
+    quality = _quality_gates(args)  # before the slow export: fail fast
+    result = export_family(
+        family.name, Path(args.checkpoint), out, data_dir=args.data_dir, quality=quality
+    )
+    if quality["override_used"]:
+        print(f"WARNING: exported below the quality gates: {quality['failures']}", file=sys.stderr)
     print(f"exported to {out}: {result}")
     if args.register:
         for role, tag in register_folder(family.name, out).items():
             print(f"registered {role}: {tag}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.family != "products":
+        print(f"ecomgan evaluate: no evaluator for family {args.family!r}", file=sys.stderr)
+        return 2
+    from gan.products.report import run_evaluation
+
+    generators = {args.name: Path(args.checkpoint)}
+    for spec in args.compare or []:
+        name, _, path = spec.rpartition("=")
+        generators[name or Path(path).stem] = Path(path)
+    kwargs = {"data_dir": args.data_dir, "n_samples": args.samples, "seed": args.seed}
+    if args.classifier:
+        kwargs["classifier"] = Path(args.classifier)
+    if args.detector:
+        kwargs["detector"] = Path(args.detector)
+    out = Path(args.out)
+    _, gates = run_evaluation(generators, out, **kwargs)
+    print((out / "report.md").read_text())
+    verdict = "pass" if gates["passed"] else "FAIL: " + "; ".join(gates["failures"])
+    print(f"report in {out}/ (report.json, report.md, PNGs); quality gates: {verdict}")
     return 0
 
 
@@ -164,7 +218,40 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         default=True,
         help="register into the BentoML model store (default: yes)",
     )
+    p.add_argument(
+        "--quality-report",
+        help="report.json written by `ecomgan evaluate` for this "
+        "checkpoint; its quality gates (export/gates.py) must pass",
+    )
+    p.add_argument(
+        "--allow-below-gates",
+        action="store_true",
+        help="export even below the "
+        "quality gates (or without a report); recorded in the manifest and metadata",
+    )
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("evaluate", help="measure a generator (and its detector) against real data")
+    p.add_argument("--family", default="products", choices=list(FAMILIES), help=family_help)
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt or generator.onnx")
+    p.add_argument("--name", default="ours", help="its name in the report (default: ours)")
+    p.add_argument(
+        "--compare",
+        nargs="*",
+        metavar="[NAME=]PATH",
+        help="more generators beside it, e.g. dcgan=runs/quality/baseline/checkpoint.pt",
+    )
+    p.add_argument(
+        "--detector",
+        help="checkpoint whose discriminator is scored as the detector "
+        "(default: --checkpoint, if it is a products checkpoint)",
+    )
+    p.add_argument("--classifier", help="feature extractor (default models/products/classifier.pt)")
+    p.add_argument("--samples", type=int, default=10_000, help="fakes per generator")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", default="reports/products", help="folder for report.json/.md and PNGs")
+    p.add_argument("--data-dir", type=Path, help="dataset folder (else $ECOMGAN_DATA_DIR, ...)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("register", help="register shipped (or exported) models in the store")
     p.add_argument("--family", choices=list(FAMILIES), help="one family (default: all)")
@@ -205,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # QualityGateError too
         print(f"ecomgan {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

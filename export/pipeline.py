@@ -73,6 +73,7 @@ def export_family(
     opset: int | None = None,
     data_dir: Path | None = None,
     calibration_samples: int = 2000,
+    quality: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Export, validate and calibrate a family's networks into a shipped folder.
 
@@ -87,6 +88,7 @@ def export_family(
         opset: ONNX opset; defaults to `export.onnx.DEFAULT_OPSET`.
         data_dir: Where the family module finds real data for calibration (None: its default).
         calibration_samples: Real and generated inputs each used to calibrate the discriminator.
+        quality: The quality-gate verdict (``export.gates.enforce``), stored in the manifest.
 
     Returns:
         The folder and its manifest.
@@ -134,6 +136,9 @@ def export_family(
             "calibration": calibration,
             "roles": roles,
         }
+        if quality is not None:
+            manifest["quality"] = quality
+        _keep_evaluation_files(out_dir, staging)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
         _swap_in(staging, out_dir)
     finally:
@@ -185,6 +190,20 @@ def _logits(
             f"discriminator returned {logits.size} logits for {n} inputs; expected one each"
         )
     return logits
+
+
+# Not written by the export but kept across re-exports: the evaluation's feature extractor,
+# its latest report (`ecomgan evaluate`) and the README's sample grid.
+KEEP_ON_REEXPORT = ("classifier.pt", "classifier.json", "quality", "samples.png")
+
+
+def _keep_evaluation_files(out_dir: Path, staging: Path) -> None:
+    for name in KEEP_ON_REEXPORT:
+        src = out_dir / name
+        if src.is_dir():
+            shutil.copytree(src, staging / name)
+        elif src.is_file():
+            shutil.copy2(src, staging / name)
 
 
 def _check_replaceable(out_dir: Path) -> None:
@@ -275,6 +294,9 @@ def _register_role(family: Family, manifest: dict[str, Any], role: str, path: Pa
     }
     if role == "discriminator":
         metadata["calibration"] = manifest["calibration"]
+    if "quality" in manifest:
+        q = manifest["quality"]
+        metadata["quality"] = {k: q[k] for k in ("passed", "override_used", "failures") if k in q}
     labels = {"family": family.name, "role": role, "project_version": manifest["project_version"]}
     return store.register(
         family.model_name(role),

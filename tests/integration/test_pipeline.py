@@ -33,6 +33,7 @@ def test_train_export_register_serve(tmp_path, data_dir):
         str(run / "checkpoint.pt"),
         "--out",
         str(export),
+        "--allow-below-gates",
         env=env,
     )
     manifest = json.loads((export / "manifest.json").read_text())
