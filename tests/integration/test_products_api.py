@@ -134,3 +134,29 @@ def test_concurrent_requests_are_batched(server):
     assert statuses.count(200) == len(statuses), {s: statuses.count(s) for s in set(statuses)}
     sizes = batch_histogram(httpx.get(server.url + "/metrics").text, "Generator", "products")
     assert any(size > 1 and count > 0 for size, count in sizes.items()), sizes
+
+
+def test_score_matches_onnx_and_calibration(client, shipped_home):
+    """The score API's probability is the ONNX logit through the stored Platt calibration."""
+    import onnxruntime as ort
+    import yaml
+
+    from export.calibration import apply
+
+    name = "products-discriminator"
+    version = (shipped_home / "models" / name / "latest").read_text().strip()
+    folder = shipped_home / "models" / name / version
+    session = ort.InferenceSession(str(folder / "model.onnx"))
+    calibration = yaml.safe_load((folder / "model.yaml").read_text())["metadata"]["calibration"]
+    pixels = np.random.default_rng(3).integers(0, 256, (5, 28, 28)).astype(np.uint8)
+    labels = np.array([0, 3, 5, 7, 9], np.int64)
+    got = client.products_score_arrays(images=pixels.tolist(), categories=labels.tolist())
+    logit = session.run(
+        None, {"image": (pixels / 127.5 - 1).astype(np.float32)[:, None], "label": labels}
+    )[0]
+    p, flag = apply(calibration, logit)
+    assert got["threshold"] == pytest.approx(calibration["threshold"])
+    for r, pi, fi, li in zip(got["results"], p, flag, logit, strict=True):
+        assert r["logit"] == pytest.approx(float(li), abs=1e-5)
+        assert r["p_synthetic"] == pytest.approx(float(pi), abs=1e-6)
+        assert r["label"] == ("synthetic" if fi else "real")
