@@ -38,13 +38,6 @@ from gan.products.report import write_report
 TINY = TrainConfig(steps=1, batch_size=8, nz=8, ngf=8, ndf=8, embed_dim=4, num_threads=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def restore_num_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def fmnist(data_dir: Path) -> Path:
     return data_dir / "fashion-mnist"

@@ -41,14 +41,6 @@ train_module = importlib.import_module("gan.products.train")
 STATE_KEYS = ("generator", "generator_ema", "discriminator", "optim_g", "optim_d", "rng_state")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def restore_num_threads():
-    """train() sets torch's thread count for the process; put it back for other tests."""
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     """A tiny dataset in the real file layout (both splits)."""
