@@ -5,7 +5,7 @@
 
 Phases, each skipped when its artifact already exists (``--force PHASE`` redoes it):
 
-1. ``classifier``: train the feature extractor into ``models/products/classifier.pt``.
+1. ``classifier``: train the feature extractor into ``models/products/classifier.npz``.
 2. ``baseline``: train ``gan.products.baseline`` (pytorch/examples DCGAN recipe) for the
    wall time our checkpoint's run took (``describe(...)["elapsed_s"]``), into
    ``WORK/baseline/checkpoint.pt``.

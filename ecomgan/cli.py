@@ -246,7 +246,9 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         help="checkpoint whose discriminator is scored as the detector "
         "(default: --checkpoint, if it is a products checkpoint)",
     )
-    p.add_argument("--classifier", help="feature extractor (default models/products/classifier.pt)")
+    p.add_argument(
+        "--classifier", help="feature extractor (default models/products/classifier.npz)"
+    )
     p.add_argument("--samples", type=int, default=10_000, help="fakes per generator")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default="reports/products", help="folder for report.json/.md and PNGs")

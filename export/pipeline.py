@@ -194,7 +194,7 @@ def _logits(
 
 # Not written by the export but kept across re-exports: the evaluation's feature extractor,
 # its latest report (`ecomgan evaluate`) and the README's sample grid.
-KEEP_ON_REEXPORT = ("classifier.pt", "classifier.json", "quality", "samples.png")
+KEEP_ON_REEXPORT = ("classifier.npz", "classifier.json", "quality", "samples.png")
 
 
 def _keep_evaluation_files(out_dir: Path, staging: Path) -> None:

@@ -195,21 +195,16 @@ def embed(
 
 
 def save_classifier(model: Classifier, path: Path, metrics: dict[str, Any]) -> Path:
-    """Write ``path`` (weights + config + metrics) and ``path.with_suffix('.json')`` (metrics).
+    """Write the weights to ``path`` (``.npz``, no pickle) and config + metrics beside it
+    (``path.with_suffix('.json')``).
 
     Returns:
         ``path``.
     """
     path = Path(path)
-    payload = {
-        "format": FORMAT,
-        "version": VERSION,
-        "config": asdict(model.cfg),
-        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "metrics": metrics,
-    }
+    arrays = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
     with atomic_write(path) as f:
-        torch.save(payload, f)
+        np.savez(f, **arrays)
     sidecar = {"format": FORMAT, "version": VERSION, "config": asdict(model.cfg), **metrics}
     sidecar["size_bytes"] = path.stat().st_size
     with atomic_write(path.with_suffix(".json")) as f:
@@ -218,21 +213,29 @@ def save_classifier(model: Classifier, path: Path, metrics: dict[str, Any]) -> P
 
 
 def load_classifier(path: Path) -> tuple[Classifier, dict[str, Any]]:
-    """Load a classifier written by ``save_classifier`` without unpickling code.
+    """Load a classifier written by ``save_classifier`` (numpy arrays + JSON; nothing unpickled).
 
     Returns:
         ``(model in eval mode, metrics recorded at training time)``.
 
     Raises:
-        ValueError: If the file is missing or not a classifier artifact.
+        ValueError: If the files are missing or not a classifier artifact.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"classifier {path} does not exist; train it with "
-                         "`python -m benchmarks.quality --only classifier`")  # fmt: skip
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an {FORMAT} file")
-    model = Classifier(ClassifierConfig(**payload["config"]))
-    model.load_state_dict(payload["state_dict"])
-    return model.eval(), dict(payload.get("metrics", {}))
+    sidecar_path = path.with_suffix(".json")
+    if not path.is_file() or not sidecar_path.is_file():
+        raise ValueError(f"classifier {path} (+ {sidecar_path.name}) does not exist; train it "
+                         "with `python -m benchmarks.quality --only classifier`")  # fmt: skip
+    sidecar = json.loads(sidecar_path.read_text())
+    if sidecar.get("format") != FORMAT:
+        raise ValueError(f"{sidecar_path} is not an {FORMAT} file")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            state = {k: torch.from_numpy(arrays[k]) for k in arrays.files}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable .npz of weights ({exc})") from None
+    model = Classifier(ClassifierConfig(**sidecar["config"]))
+    model.load_state_dict(state)
+    meta = ("format", "version", "config", "size_bytes")
+    metrics = {k: v for k, v in sidecar.items() if k not in meta}
+    return model.eval(), metrics

@@ -4,7 +4,7 @@ Every generator - a products checkpoint, a baseline checkpoint or a ``generator.
 draws the same labels (balanced over categories) and the canonical latents of
 ``gan.common.latent``; outputs are rounded to 8-bit pixels, as served. Features are the
 penultimate activations of the project's Fashion-MNIST classifier
-(``models/products/classifier.pt``); real references come from the same splits, so each
+(``models/products/classifier.npz``); real references come from the same splits, so each
 metric is printed beside what real data scores:
 
 - FID against the test split, beside train-vs-test FID (Heusel et al. 2017), overall and
@@ -39,7 +39,7 @@ from gan.products.classifier import Classifier, embed, load_classifier
 from gan.products.data import CATEGORIES, load_fashion_mnist, to_model_range
 from gan.products.detector import detector_report, quantise
 
-DEFAULT_CLASSIFIER = Path(__file__).resolve().parents[2] / "models/products/classifier.pt"
+DEFAULT_CLASSIFIER = Path(__file__).resolve().parents[2] / "models/products/classifier.npz"
 K = 3  # Kynkaenniemi et al. 2019
 N_PIXEL_MEMO = 2000  # fakes (and test images) checked against all 60,000 train images in pixels
 
