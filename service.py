@@ -1,9 +1,11 @@
-"""The ecomgan bento: `bentoml serve .` (or `ecomgan serve`) starts these three services.
+"""The ecomgan bento: `bentoml serve .` (or `ecomgan serve`) starts the `EcomGAN` entry service.
 
-- `Generator`, `Discriminator`: batched ONNX Runtime sessions, one batchable API per family;
-  separate services so each gets its own workers, resources and (on Kubernetes) scaling.
 - `EcomGAN` (entry): each family's JSON APIs, OIP v2 over HTTP (/v2 on port 3000) and OIP v2
-  over gRPC (port 3001), all reaching the role services through one gateway.
+  over gRPC (port 3001), all reaching the models through one gateway. By default every entry
+  worker holds the ONNX Runtime sessions and batches requests in-process.
+- `Generator`, `Discriminator`: batched ONNX Runtime sessions, one batchable API per family.
+  With ``ECOMGAN_TOPOLOGY=split`` the entry depends on them and they run as separate services,
+  each with its own workers, resources and (on Kubernetes) scaling.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from serving.services import (
     family_api_bases,
     role_bases,
     role_config,
+    topology,
 )
 from serving.shipped import ensure_shipped_models
 
@@ -41,8 +44,9 @@ class Discriminator(*role_bases("discriminator")):
 class EcomGAN(EntryBase, *family_api_bases()):
     """User-facing APIs of every family, plus OIP v2 over HTTP and gRPC."""
 
-    generator = bentoml.depends(Generator)
-    discriminator = bentoml.depends(Discriminator)
+    if topology() == "split":
+        generator = bentoml.depends(Generator)
+        discriminator = bentoml.depends(Discriminator)
 
 
 EcomGAN.add_asgi_middleware(BearerAuthMiddleware)  # a no-op unless ECOMGAN_API_TOKEN is set

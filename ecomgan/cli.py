@@ -95,11 +95,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     family = get_family(args.family)
     out = Path(args.out) if args.out else Path("exports") / family.name
-    quality = _quality_gates(args)  # before the slow export: fail fast
+    # Before the slow export: fail fast.
+    quality = _quality_gates(args) if family.quality_gates else None
     result = export_family(
         family.name, Path(args.checkpoint), out, data_dir=args.data_dir, quality=quality
     )
-    if quality["override_used"]:
+    if quality and quality["override_used"]:
         print(f"WARNING: exported below the quality gates: {quality['failures']}", file=sys.stderr)
     print(f"exported to {out}: {result}")
     if args.register:
@@ -110,20 +111,30 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.family != "products":
-        print(f"ecomgan evaluate: no evaluator for family {args.family!r}", file=sys.stderr)
-        return 2
+        out = Path(args.out or f"reports/{args.family}")
+        get_family(args.family).load_trainer().evaluate(
+            Path(args.checkpoint),
+            out,
+            data_dir=args.data_dir,
+            n_samples=args.samples,
+            seed=args.seed,
+            quick=args.quick,
+        )
+        print((out / "report.md").read_text())
+        print(f"report in {out}/ (report.json, report.md, PNGs)")
+        return 0
     from gan.products.report import run_evaluation
 
     generators = {args.name: Path(args.checkpoint)}
     for spec in args.compare or []:
         name, _, path = spec.rpartition("=")
         generators[name or Path(path).stem] = Path(path)
-    kwargs = {"data_dir": args.data_dir, "n_samples": args.samples, "seed": args.seed}
+    kwargs = {"data_dir": args.data_dir, "n_samples": args.samples or 10_000, "seed": args.seed}
     if args.classifier:
         kwargs["classifier"] = Path(args.classifier)
     if args.detector:
         kwargs["detector"] = Path(args.detector)
-    out = Path(args.out)
+    out = Path(args.out or "reports/products")
     _, gates = run_evaluation(generators, out, **kwargs)
     print((out / "report.md").read_text())
     verdict = "pass" if gates["passed"] else "FAIL: " + "; ".join(gates["failures"])
@@ -147,6 +158,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     family = get_family(args.family)
     trainer = family.load_trainer()
+    if hasattr(trainer, "sample_frame"):  # tabular: rows to CSV, optionally conditioned
+        conditions = dict(c.partition("=")[::2] for c in args.condition or [])
+        frame = trainer.sample_frame(Path(args.checkpoint), args.count, args.seed, conditions)
+        out = Path(args.out or "samples.csv")
+        frame.to_csv(out, index=False)
+        print(f"wrote {args.count} rows to {out}")
+        return 0
+    if args.condition:
+        print("--condition applies to tabular families; use --category", file=sys.stderr)
+        return 2
     label = args.category
     if family.classes and not label.isdigit():
         names = {c.lower(): i for i, c in enumerate(family.classes)}
@@ -155,7 +176,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             return 2
         label = names[label.lower()]
     images = trainer.sample(Path(args.checkpoint), args.count, int(label), args.seed)
-    out = Path(args.out)
+    out = Path(args.out or "samples.png")
     grid(to_uint8(images), nrow=min(args.count, 10)).save(out)
     print(f"wrote {args.count} samples to {out}")
     return 0
@@ -249,9 +270,14 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--classifier", help="feature extractor (default models/products/classifier.npz)"
     )
-    p.add_argument("--samples", type=int, default=10_000, help="fakes per generator")
+    p.add_argument(
+        "--samples",
+        type=int,
+        help="fakes per generator (default: products 10,000; shoppers the train split's size)",
+    )
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--out", default="reports/products", help="folder for report.json/.md and PNGs")
+    p.add_argument("--quick", action="store_true", help="small models and samples (a smoke run)")
+    p.add_argument("--out", help="folder for report.json/.md and PNGs (default reports/<family>)")
     p.add_argument("--data-dir", type=Path, help="dataset folder (else $ECOMGAN_DATA_DIR, ...)")
     p.set_defaults(func=cmd_evaluate)
 
@@ -261,13 +287,21 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="register even if already present")
     p.set_defaults(func=cmd_register)
 
-    p = sub.add_parser("sample", help="write a PNG grid of samples from a checkpoint")
+    p = sub.add_parser(
+        "sample", help="write samples from a checkpoint (PNG grid of images, or CSV rows)"
+    )
     p.add_argument("--family", default="products", choices=list(FAMILIES), help=family_help)
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--category", default="0", help="class name or index")
+    p.add_argument("--category", default="0", help="class name or index (image families)")
+    p.add_argument(
+        "--condition",
+        action="append",
+        metavar="COLUMN=VALUE",
+        help="fix a categorical column (tabular families; repeatable), e.g. Revenue=true",
+    )
     p.add_argument("--count", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="samples.png")
+    p.add_argument("--out", help="output file (default samples.png or samples.csv)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("serve", help="register the shipped defaults if needed and serve the bento")

@@ -35,6 +35,7 @@ class Family:
         max_batch_size: Adaptive-batching cap of each role's batchable API.
         max_latency_ms: Adaptive-batching deadline of each role's batchable API.
         classes: Names of the conditioning classes, index = label (empty if unconditional).
+        quality_gates: Whether `ecomgan export` enforces `export.gates` (needs an evaluation).
     """
 
     name: str
@@ -45,6 +46,7 @@ class Family:
     max_batch_size: dict[str, int]
     max_latency_ms: dict[str, int]
     classes: tuple[str, ...] = ()
+    quality_gates: bool = False
 
     def model_name(self, role: str) -> str:
         """Model-store and OIP name of one role, e.g. ``products-generator``."""
@@ -87,6 +89,7 @@ FAMILIES: dict[str, Family] = {
             "Bag",
             "Ankle boot",
         ),
+        quality_gates=True,
     ),
 }
 

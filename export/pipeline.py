@@ -1,8 +1,10 @@
 """`ecomgan export` and `ecomgan register`: checkpoint -> shipped folder -> model store.
 
-A shipped folder (``models/<family>/``) holds ``generator.onnx``, ``discriminator.onnx``
-and ``manifest.json``, which records each file's sha256, opset, I/O signature and
-validation result, the training summary and the discriminator's calibration.
+A shipped folder (``models/<family>/``) holds ``generator.onnx``, ``discriminator.onnx``,
+the family's artifacts (files the service needs beside the networks, e.g. the shoppers
+family's ``transformer.json``) and ``manifest.json``, which records each file's sha256, opset,
+I/O signature and validation result, the training summary and the discriminator's calibration.
+Artifacts are registered in the model store with both roles.
 
 Registering needs neither torch nor onnx: only `export_family` imports them.
 """
@@ -122,6 +124,7 @@ def export_family(
             role: _export_role(trainer, role, exportables[role], staging, opset or DEFAULT_OPSET)
             for role in ROLES
         }
+        artifacts = _write_artifacts(trainer, checkpoint, staging)
         disc = exportables["discriminator"]
         calibration = fit_detector(
             _logits(staging / roles["discriminator"]["file"], disc, real),
@@ -135,6 +138,7 @@ def export_family(
             "training": trainer.describe(checkpoint),
             "calibration": calibration,
             "roles": roles,
+            "artifacts": artifacts,
         }
         if quality is not None:
             manifest["quality"] = quality
@@ -168,6 +172,19 @@ def _export_role(
         "io": onnx_io_signature(path),
         "validation": report.to_dict(),
     }
+
+
+def _write_artifacts(trainer: Any, checkpoint: Path, folder: Path) -> dict[str, Any]:
+    """Write the family's artifacts (``trainer.artifacts``, optional) and describe them."""
+    make = getattr(trainer, "artifacts", None)
+    files = make(checkpoint) if make else {}
+    out = {}
+    for name, data in files.items():
+        if Path(name).name != name or not name or name == MANIFEST or name.endswith(".onnx"):
+            raise ArtifactError(f"artifact name {name!r} must be a plain, non-ONNX file name")
+        (folder / name).write_bytes(data)
+        out[name] = {"sha256": sha256_file(folder / name), "size_bytes": len(data)}
+    return out
 
 
 def _logits(
@@ -274,7 +291,30 @@ def verify_file(folder: Path, manifest: dict[str, Any], role: str) -> Path:
     return path
 
 
-def _register_role(family: Family, manifest: dict[str, Any], role: str, path: Path) -> str:
+def verify_artifacts(folder: Path, manifest: dict[str, Any]) -> dict[str, Path]:
+    """The folder's artifacts by name, after checking each sha256 against the manifest.
+
+    Raises:
+        ArtifactError: An artifact is missing or its bytes differ from what was exported.
+    """
+    paths = {}
+    for name, entry in manifest.get("artifacts", {}).items():
+        path = Path(folder) / name
+        fix = (
+            f"restore it (`git checkout -- {path}`) or re-export the folder with "
+            f"`ecomgan export --family {manifest['family']} --checkpoint CKPT`"
+        )
+        if not path.is_file():
+            raise ArtifactError(f"{path} is missing but listed in {MANIFEST}; {fix}")
+        if sha256_file(path) != entry["sha256"]:
+            raise ArtifactError(f"{path} is corrupt or was replaced (sha256 differs); {fix}")
+        paths[name] = path
+    return paths
+
+
+def _register_role(
+    family: Family, manifest: dict[str, Any], role: str, path: Path, artifacts: dict[str, Path]
+) -> str:
     entry = manifest["roles"][role]
     training = dict(manifest.get("training") or {})
     training.pop("family", None)
@@ -291,6 +331,7 @@ def _register_role(family: Family, manifest: dict[str, Any], role: str, path: Pa
         "size_bytes": entry["size_bytes"],
         "io": entry["io"],
         "validation_max_abs_diff": entry["validation"]["max_abs_diff"],
+        "artifacts": {name: e["sha256"] for name, e in manifest.get("artifacts", {}).items()},
     }
     if role == "discriminator":
         metadata["calibration"] = manifest["calibration"]
@@ -300,7 +341,7 @@ def _register_role(family: Family, manifest: dict[str, Any], role: str, path: Pa
     labels = {"family": family.name, "role": role, "project_version": manifest["project_version"]}
     return store.register(
         family.model_name(role),
-        {MODEL_FILENAME: path},
+        {MODEL_FILENAME: path, **artifacts},
         labels=labels,
         metadata=_drop_none(metadata),
     )
@@ -334,7 +375,8 @@ def register_folder(family_name: str, folder: Path) -> dict[str, str]:
     family = get_family(family_name)
     manifest = read_manifest(folder, family)
     paths = {role: verify_file(folder, manifest, role) for role in ROLES}
-    return {role: _register_role(family, manifest, role, paths[role]) for role in ROLES}
+    artifacts = verify_artifacts(folder, manifest)
+    return {role: _register_role(family, manifest, role, paths[role], artifacts) for role in ROLES}
 
 
 def ensure_registered(family_name: str, folder: Path) -> dict[str, str]:
@@ -356,6 +398,7 @@ def ensure_registered(family_name: str, folder: Path) -> dict[str, str]:
     """
     family = get_family(family_name)
     manifest = read_manifest(folder, family)
+    artifact_shas = {name: e["sha256"] for name, e in manifest.get("artifacts", {}).items()}
     tags: dict[str, str] = {}
     for role in ROLES:
         sha = manifest["roles"][role]["sha256"]
@@ -363,10 +406,14 @@ def ensure_registered(family_name: str, folder: Path) -> dict[str, str]:
             m
             for m in store.versions(family.model_name(role))
             if m.info.metadata.get("sha256") == sha
+            and dict(m.info.metadata.get("artifacts") or {}) == artifact_shas
         ]
         if matches:
             tags[role] = str(matches[-1].tag)
     todo = [role for role in ROLES if role not in tags]
     paths = {role: verify_file(folder, manifest, role) for role in todo}
-    tags.update({role: _register_role(family, manifest, role, paths[role]) for role in todo})
+    artifacts = verify_artifacts(folder, manifest) if todo else {}
+    tags.update(
+        {role: _register_role(family, manifest, role, paths[role], artifacts) for role in todo}
+    )
     return tags

@@ -26,6 +26,8 @@ class ServedModel:
         signature: Inputs and outputs (batch axis -1).
         metadata: The model-store metadata (training config, metrics, calibration...).
         input_ranges: Inclusive value ranges of integer inputs (e.g. class labels).
+        artifacts: File name -> path of the family's artifacts stored with the model
+            (e.g. ``transformer.json``).
     """
 
     name: str
@@ -35,6 +37,7 @@ class ServedModel:
     signature: Signature
     metadata: dict
     input_ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
     platform: str = PLATFORM
 
 
@@ -66,19 +69,21 @@ def verify_models() -> None:
     for family in FAMILIES.values():
         for role in ROLES:
             model = stored_model(family, role)
-            path = model.path_of("model.onnx")
             fix = (
                 f"delete it (`bentoml models delete {model.tag}`) and register the model "
                 f"again (`ecomgan register --force`, or `ecomgan export ...`)"
             )
-            if not os.path.isfile(path):
-                raise RuntimeError(f"model file {path} of {model.tag} is missing; {fix}")
-            expected = model.info.metadata.get("sha256")
-            if expected and sha256_file(path) != expected:
-                raise RuntimeError(
-                    f"model file {path} of {model.tag} is corrupt (sha256 differs from the "
-                    f"registered {expected[:12]}...); {fix}"
-                )
+            expected = {"model.onnx": model.info.metadata.get("sha256")}
+            expected.update(model.info.metadata.get("artifacts") or {})
+            for name, sha in expected.items():
+                path = model.path_of(name)
+                if not os.path.isfile(path):
+                    raise RuntimeError(f"model file {path} of {model.tag} is missing; {fix}")
+                if sha and sha256_file(path) != sha:
+                    raise RuntimeError(
+                        f"model file {path} of {model.tag} is corrupt (sha256 differs from the "
+                        f"registered {sha[:12]}...); {fix}"
+                    )
 
 
 def load_catalog() -> dict[str, ServedModel]:
@@ -89,6 +94,7 @@ def load_catalog() -> dict[str, ServedModel]:
         for role in ROLES:
             model = stored_model(family, role)
             meta = dict(model.info.metadata)
+            artifacts = {name: model.path_of(name) for name in meta.get("artifacts") or {}}
             catalog[family.model_name(role)] = ServedModel(
                 name=family.model_name(role),
                 family=family,
@@ -97,5 +103,6 @@ def load_catalog() -> dict[str, ServedModel]:
                 signature=Signature.from_dict(meta["io"]),
                 metadata=meta,
                 input_ranges=api.input_ranges(role, meta),
+                artifacts=artifacts,
             )
     return catalog

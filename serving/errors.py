@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from http import HTTPStatus
+from typing import Any
 
 import grpc
 from bentoml.exceptions import BentoMLException
@@ -52,3 +54,20 @@ class Unauthenticated(ServingError):
 
     http_status = HTTPStatus.UNAUTHORIZED
     grpc_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+def error_response(exc: ServingError):
+    """`{"error": ...}` with the error's status (BentoML would wrap a 4xx body in a list and
+    replace a 5xx message with a generic one)."""
+    from starlette.responses import JSONResponse
+
+    headers = {"Retry-After": "1"} if isinstance(exc, Unavailable) else None
+    return JSONResponse({"error": exc.message}, status_code=int(exc.http_status), headers=headers)
+
+
+async def answer(work: Awaitable[Any]) -> Any:
+    """Await an API's work; turn a refused request into its error response."""
+    try:
+        return await work
+    except ServingError as exc:
+        return error_response(exc)

@@ -1,13 +1,16 @@
-"""The one path to the models: validate named tensors, batch them as records, call a role service.
+"""The one path to the models: validate named tensors, pack them as records, call a backend.
 
 The JSON APIs, OIP HTTP and OIP gRPC all end in `Gateway.infer`, so their requests meet in the
-same adaptive batches of the Generator and Discriminator services.
+same batches. A backend is any async callable from an input record array to an output record
+array: an in-process `serving.batcher.Batcher` (the default, colocated topology) or a
+`RemoteModel` calling a batchable role service (the split topology).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -23,18 +26,23 @@ logger = logging.getLogger("ecomgan.gateway")
 RETRY_DELAYS_S = (0.1, 0.5, 1.5)
 
 
+Backend = Callable[[np.ndarray], Awaitable[np.ndarray]]
+
+
 class Gateway:
-    """Routes validated inference requests to the batchable role services.
+    """Routes validated inference requests to each model's backend.
 
     Args:
         catalog: Served models by name.
-        clients: Role name -> BentoML client of that role's service (from `bentoml.depends`).
+        backends: Model name -> async call on an input record array.
         limits: Per-request caps.
     """
 
-    def __init__(self, catalog: dict[str, ServedModel], clients: dict[str, Any], limits: Limits):
+    def __init__(
+        self, catalog: dict[str, ServedModel], backends: dict[str, Backend], limits: Limits
+    ):
         self.catalog = catalog
-        self.clients = clients
+        self.backends = backends
         self.limits = limits
 
     def model(self, name: str, version: str | None = None) -> ServedModel:
@@ -101,7 +109,7 @@ class Gateway:
     async def infer(
         self, name: str, inputs: dict[str, np.ndarray], version: str | None = None
     ) -> dict[str, np.ndarray]:
-        """Validate and run one request through the model's batched role service.
+        """Validate and run one request through the model's batched backend.
 
         Returns:
             Output name -> array with the request's batch size on axis 0.
@@ -111,10 +119,23 @@ class Gateway:
         records = np.empty(n, dtype=served.signature.record_dtype("inputs"))
         for spec in served.signature.inputs:
             records[spec.name] = inputs[spec.name]
-        out = await self._call(served, records)
+        out = await self.backends[served.name](records)
         return {s.name: out[s.name] for s in served.signature.outputs}
 
-    async def _call(self, served: ServedModel, records: np.ndarray) -> np.ndarray:
+
+class RemoteModel:
+    """A model behind a role service's batchable API (split topology).
+
+    Args:
+        client: The BentoML client of the role service (from `bentoml.depends`).
+        served: The model; its family names the role service's API.
+    """
+
+    def __init__(self, client: Any, served: ServedModel) -> None:
+        self.client = client
+        self.served = served
+
+    async def __call__(self, records: np.ndarray) -> np.ndarray:
         """Call the role service; retry connection failures (a worker restarting after a crash).
 
         Inference here is a pure function of its inputs, so a retry cannot duplicate an effect.
@@ -123,7 +144,8 @@ class Gateway:
         import httpx
         from bentoml.exceptions import BentoMLException
 
-        method = getattr(self.clients[served.role].to_async, served.family.name)
+        served = self.served
+        method = getattr(self.client.to_async, served.family.name)
         for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
             try:
                 return await method(records)

@@ -23,7 +23,8 @@ def _env_int(name: str, default: int) -> int:
 class Limits:
     """Per-request caps shared by the JSON APIs, OIP HTTP and OIP gRPC."""
 
-    max_items: int  # images / rows per request (the batch axis)
+    max_items: int  # items per model request (the batch axis of OIP and the image APIs)
+    max_rows: int  # rows per request of the tabular JSON APIs (sent to the model in chunks)
     max_body_bytes: int  # HTTP request body
     max_grpc_message_bytes: int  # gRPC receive and send
     grpc_port: int
@@ -33,6 +34,7 @@ class Limits:
     def from_env(cls) -> Limits:
         return cls(
             max_items=_env_int("ECOMGAN_MAX_ITEMS", 256),
+            max_rows=_env_int("ECOMGAN_MAX_ROWS", 10_000),
             max_body_bytes=_env_int("ECOMGAN_MAX_BODY_BYTES", 16 * 1024 * 1024),
             max_grpc_message_bytes=_env_int("ECOMGAN_GRPC_MAX_MESSAGE_BYTES", 16 * 1024 * 1024),
             grpc_port=_env_int("ECOMGAN_GRPC_PORT", 3001),

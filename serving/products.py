@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import io
 import secrets
-from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
 
 import bentoml
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from starlette.responses import JSONResponse
 
 from ecomgan.families import get_family
 from ecomgan.images import grid, to_model_range, to_uint8
 from ecomgan.seeding import latent
 from export.calibration import apply as apply_calibration
-from serving.errors import InvalidInput, ServingError, Unavailable
+from serving.errors import InvalidInput, answer
 
 FAMILY = get_family("products")
 CLASSES = FAMILY.classes
@@ -71,21 +68,6 @@ def decode_image(data: bytes, filename: str = "image") -> np.ndarray:
         raise InvalidInput(
             f"{filename}: cannot decode the image ({exc}); send a PNG or JPEG"
         ) from None
-
-
-def error_response(exc: ServingError) -> JSONResponse:
-    """`{"error": ...}` with the error's status (BentoML would wrap a 4xx body in a list and
-    replace a 5xx message with a generic one)."""
-    headers = {"Retry-After": "1"} if isinstance(exc, Unavailable) else None
-    return JSONResponse({"error": exc.message}, status_code=int(exc.http_status), headers=headers)
-
-
-async def answer(work: Awaitable[Any]) -> Any:
-    """Await an API's work; turn a refused request into its error response."""
-    try:
-        return await work
-    except ServingError as exc:
-        return error_response(exc)
 
 
 class ProductsAPI:

@@ -1,12 +1,20 @@
 """Building blocks that `service.py` composes into BentoML services, one set per registered family.
 
-Role services (`Generator`, `Discriminator`) hold one ONNX Runtime session per family and expose
-one batchable API per family, named after it. The entry service (`EcomGAN`) mixes in each
-family's user-facing API and owns the gateway that OIP HTTP and OIP gRPC share.
+Two topologies (``ECOMGAN_TOPOLOGY``):
+
+- ``colocated`` (default): the entry service (`EcomGAN`) loads every model into each of its
+  workers and batches requests in-process (`serving.batcher`); no hop between processes.
+- ``split``: role services (`Generator`, `Discriminator`) hold one ONNX Runtime session per family
+  behind one BentoML batchable API per family, named after it; the entry reaches them over HTTP
+  (`bentoml.depends`), so each role scales on its own (see deploy/k8s/split).
+
+Either way the entry mixes in each family's user-facing API and owns the gateway that OIP HTTP
+and OIP gRPC share.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Any
@@ -15,7 +23,7 @@ import bentoml
 import numpy as np
 from bentoml.models import BentoModel
 
-from ecomgan.families import FAMILIES, Family
+from ecomgan.families import FAMILIES, ROLES, Family
 from serving.limits import Limits
 
 logger = logging.getLogger("ecomgan.services")
@@ -26,8 +34,67 @@ logger = logging.getLogger("ecomgan.services")
 RUNNER_CONNECTION = {"max_requests": 10**9, "max_age": 1e9}
 
 
+TOPOLOGIES = ("colocated", "split")
+
+
+def topology() -> str:
+    """``colocated`` or ``split``, from ``ECOMGAN_TOPOLOGY``."""
+    value = os.environ.get("ECOMGAN_TOPOLOGY", "colocated").strip().lower()
+    if value not in TOPOLOGIES:
+        raise ValueError(f"ECOMGAN_TOPOLOGY must be one of {TOPOLOGIES}, got {value!r}")
+    return value
+
+
 def _workers(role: str) -> int:
     return int(os.environ.get(f"ECOMGAN_{role.upper()}_WORKERS", "1"))
+
+
+def batch_limits(family: Family, role: str) -> tuple[int, int]:
+    """``(max_batch_size, max_latency_ms)`` of one model: the registry's, or the env override
+    ``ECOMGAN_<FAMILY>_<ROLE>_MAX_BATCH_SIZE`` / ``..._MAX_LATENCY_MS``."""
+    prefix = f"ECOMGAN_{family.name.upper()}_{role.upper()}"
+    return (
+        int(os.environ.get(f"{prefix}_MAX_BATCH_SIZE", family.max_batch_size[role])),
+        int(os.environ.get(f"{prefix}_MAX_LATENCY_MS", family.max_latency_ms[role])),
+    )
+
+
+def load_sessions(role: str) -> dict[str, tuple[Any, Any]]:
+    """Family name -> (ONNX Runtime session, signature) of one role, from the model store."""
+    from serving.catalog import stored_model
+    from serving.runtime import create_session, session_signature
+
+    sessions = {}
+    for family in FAMILIES.values():
+        model = stored_model(family, role)
+        path = model.path_of("model.onnx")
+        try:
+            session = create_session(path)
+        except Exception as exc:
+            raise RuntimeError(
+                f"cannot load {path} ({model.tag}): {exc}. The file is corrupt; "
+                f"delete the model (`bentoml models delete {model.tag}`) and re-register "
+                f"it (`ecomgan register`)"
+            ) from exc
+        sessions[family.name] = (session, session_signature(session))
+        logger.info("%s loaded %s", role, model.tag)
+    return sessions
+
+
+_BATCH_SIZE_METRIC = None
+
+
+def _observe_batch(model: str):
+    """Record in-process batch sizes as ``ecomgan_batch_size`` (Prometheus, on /metrics)."""
+    global _BATCH_SIZE_METRIC
+    if _BATCH_SIZE_METRIC is None:
+        _BATCH_SIZE_METRIC = bentoml.metrics.Histogram(
+            name="ecomgan_batch_size",
+            documentation="Items per model run of the in-process dynamic batcher",
+            labelnames=["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+        )
+    return _BATCH_SIZE_METRIC.labels(model=model).observe
 
 
 def role_config(role: str) -> dict[str, Any]:
@@ -45,8 +112,11 @@ def role_config(role: str) -> dict[str, Any]:
 
 def entry_config() -> dict[str, Any]:
     """`@bentoml.service` keyword arguments of the entry service."""
+    access_log = os.environ.get("ECOMGAN_ACCESS_LOG", "on").lower() not in ("0", "off", "false")
     return {
         "workers": _workers("entry"),
+        # One log line per HTTP request (ECOMGAN_ACCESS_LOG=off drops it).
+        "logging": {"access": {"enabled": access_log}},
         "traffic": {
             "timeout": float(os.environ.get("ECOMGAN_REQUEST_TIMEOUT_S", "30")),
             "max_concurrency": int(os.environ.get("ECOMGAN_MAX_CONCURRENCY", "1024")),
@@ -56,35 +126,17 @@ def entry_config() -> dict[str, Any]:
 
 
 class RoleServiceBase:
-    """Loads one ONNX Runtime session per family for this service's role."""
+    """Loads one ONNX Runtime session per family for this service's role (split topology)."""
 
     role: str = ""
 
     def __init__(self) -> None:
-        from serving.catalog import stored_model
-        from serving.runtime import create_session, session_signature
-
-        self.sessions: dict[str, Any] = {}
-        self.signatures = {}
-        for family in FAMILIES.values():
-            model = stored_model(family, self.role)
-            path = model.path_of("model.onnx")
-            try:
-                session = create_session(path)
-            except Exception as exc:
-                raise RuntimeError(
-                    f"cannot load {path} ({model.tag}): {exc}. The file is corrupt; "
-                    f"delete the model (`bentoml models delete {model.tag}`) and re-register "
-                    f"it (`ecomgan register`)"
-                ) from exc
-            self.sessions[family.name] = session
-            self.signatures[family.name] = session_signature(session)
-            logger.info("%s serves %s", type(self).__name__, model.tag)
+        self.sessions = load_sessions(self.role)
 
     def run(self, family: str, batch: np.ndarray) -> np.ndarray:
         from serving.runtime import run_records
 
-        return run_records(self.sessions[family], self.signatures[family], batch)
+        return run_records(*self.sessions[family], batch)
 
 
 def _batch_api(family: Family, role: str):
@@ -93,11 +145,11 @@ def _batch_api(family: Family, role: str):
 
     infer.__name__ = family.name
     infer.__doc__ = f"Batched {family.model_name(role)} on a record array (one field per input)."
-    prefix = f"ECOMGAN_{family.name.upper()}_{role.upper()}"
+    max_batch_size, max_latency_ms = batch_limits(family, role)
     return bentoml.api(
         batchable=True,
-        max_batch_size=int(os.environ.get(f"{prefix}_MAX_BATCH_SIZE", family.max_batch_size[role])),
-        max_latency_ms=int(os.environ.get(f"{prefix}_MAX_LATENCY_MS", family.max_latency_ms[role])),
+        max_batch_size=max_batch_size,
+        max_latency_ms=max_latency_ms,
         route=f"/{family.name}",
     )(infer)
 
@@ -125,26 +177,49 @@ def family_api_bases() -> tuple[type, ...]:
     return tuple(family.load_api() for family in FAMILIES.values())
 
 
+def local_backends(catalog: dict) -> dict[str, Any]:
+    """Model name -> in-process `Batcher` over a session of this worker (colocated topology)."""
+    from serving.batcher import Batcher
+    from serving.runtime import run_records
+
+    backends = {}
+    for role in ROLES:
+        for family_name, (session, signature) in load_sessions(role).items():
+            family = FAMILIES[family_name]
+            name = family.model_name(role)
+            max_batch_size, max_latency_ms = batch_limits(family, role)
+            backends[name] = Batcher(
+                functools.partial(run_records, session, signature),
+                max_batch_size,
+                max_latency_ms,
+                name=name,
+                observe=_observe_batch(name),
+            )
+    return backends
+
+
 class EntryBase:
     """Entry-service state shared by every family API and both OIP protocols.
 
     Each entry worker also runs the OIP gRPC server (SO_REUSEPORT: all workers share the port).
+    In the split topology `service.py` adds the role services as `generator`/`discriminator`.
     """
-
-    generator: Any
-    discriminator: Any
 
     def __init__(self) -> None:
         from serving.catalog import load_catalog
-        from serving.gateway import Gateway
+        from serving.gateway import Gateway, RemoteModel
 
         self.limits = Limits.from_env()
         self.catalog = load_catalog()
-        self.gateway = Gateway(
-            self.catalog,
-            {"generator": self.generator, "discriminator": self.discriminator},
-            self.limits,
-        )
+        self.remote = topology() == "split"
+        if self.remote:
+            backends = {
+                name: RemoteModel(getattr(self, served.role), served)
+                for name, served in self.catalog.items()
+            }
+        else:
+            backends = local_backends(self.catalog)
+        self.gateway = Gateway(self.catalog, backends, self.limits)
         self._grpc = None
         self.accepting = True
 
@@ -171,10 +246,12 @@ class EntryBase:
             await oip_grpc.stop(*self._grpc)
 
     async def dependencies_ready(self) -> bool:
-        """True when both role services answer their readiness probe."""
+        """True while accepting and, in the split topology, when both role services are ready."""
         if not self.accepting:
             return False
-        for client in (self.generator, self.discriminator):
+        if not self.remote:
+            return True
+        for client in (getattr(self, role) for role in ROLES):
             is_ready = getattr(client, "is_ready", None)
             if is_ready is None:
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -17,6 +18,35 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+_BUCKET = re.compile(r"(?P<metric>\w+)_bucket\{(?P<labels>[^}]*)\} (?P<v>\S+)")
+
+
+def batch_histogram(metrics: str, model: str) -> dict[float, float]:
+    """Batches per size bucket (non-cumulative) of one model, from a /metrics text.
+
+    Reads ``ecomgan_batch_size`` (in-process batcher, colocated topology) and BentoML's
+    ``bentoml_service_adaptive_batch_size`` (role services, split topology; its
+    ``method_name`` is the family and its ``runner_name`` the role service).
+    """
+    family, _, role = model.rpartition("-")
+    cumulative: dict[float, float] = {}
+    for m in _BUCKET.finditer(metrics):
+        labels = dict(kv.split("=", 1) for kv in m["labels"].split(","))
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        if m["metric"] == "ecomgan_batch_size":
+            ours = labels.get("model") == model
+        elif m["metric"] == "bentoml_service_adaptive_batch_size":
+            ours = (labels.get("runner_name"), labels.get("method_name")) == (role.title(), family)
+        else:
+            continue
+        if ours:
+            le = float(labels["le"]) if labels["le"] != "+Inf" else float("inf")
+            cumulative[le] = cumulative.get(le, 0) + float(m["v"])
+    out, prev = {}, 0.0
+    for le in sorted(cumulative):
+        out[le] = cumulative[le] - prev
+        prev = cumulative[le]
+    return out
 
 
 def shared_data_dir() -> Path:

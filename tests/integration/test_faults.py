@@ -27,7 +27,8 @@ def _worker_pid(server, service: str) -> int:
 
 
 def test_killed_generator_worker_is_restarted_under_load(shipped_home, tmp_path):
-    srv = start_server(shipped_home, tmp_path / "serve.log")
+    """Split topology: the entry retries while the supervisor restarts the Generator worker."""
+    srv = start_server(shipped_home, tmp_path / "serve.log", {"ECOMGAN_TOPOLOGY": "split"})
     results: list[tuple[float, float, int | str]] = []
     stop_at = time.monotonic() + 25
 

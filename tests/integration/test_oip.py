@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from benchmarks.server import batch_histogram
-from tests.conftest import REPO
+from tests.conftest import REPO, batch_histogram
 
 pytestmark = pytest.mark.integration
 GEN, DIS = "products-generator", "products-discriminator"
@@ -184,5 +183,5 @@ def test_grpc_concurrency_forms_batches(triton_report, server):
         pytest.skip("the burst runs over gRPC")
     assert report["burst_failed"] == 0
     metrics = httpx.get(server.url + "/metrics").text
-    sizes = batch_histogram(metrics, "Generator", "products")
+    sizes = batch_histogram(metrics, "products-generator")
     assert any(size > 1 and count > 0 for size, count in sizes.items()), sizes

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.server import batch_histogram
 from serving.products import EXAMPLE_GENERATE
+from tests.conftest import batch_histogram
 
 pytestmark = pytest.mark.integration
 
@@ -132,7 +132,7 @@ def test_concurrent_requests_are_batched(server):
     with ThreadPoolExecutor(64) as pool:
         statuses = list(pool.map(call, range(384)))
     assert statuses.count(200) == len(statuses), {s: statuses.count(s) for s in set(statuses)}
-    sizes = batch_histogram(httpx.get(server.url + "/metrics").text, "Generator", "products")
+    sizes = batch_histogram(httpx.get(server.url + "/metrics").text, "products-generator")
     assert any(size > 1 and count > 0 for size, count in sizes.items()), sizes
 
 

@@ -28,7 +28,8 @@ from export.pipeline import ArtifactError, ensure_registered, export_family, reg
 from gan.exportable import Exportable
 
 NZ, CLASSES, SIDE = 4, 3, 4
-SHIPPED = {"generator.onnx", "discriminator.onnx", "manifest.json"}
+SHIPPED = {"generator.onnx", "discriminator.onnx", "vocab.json", "manifest.json"}
+VOCAB = b'{"classes": ["a", "b", "c"]}\n'  # a family artifact, shipped beside the models
 
 
 class Generator(nn.Module):
@@ -92,6 +93,9 @@ class ToyTrainer:
             "elapsed_s": 1.5,
             "note": None,
         }
+
+    def artifacts(self, checkpoint: Path) -> dict[str, bytes]:
+        return {"vocab.json": VOCAB}
 
     def make_validation_inputs(self, role: str, batch_size: int, seed: int):
         self.validation_calls.append((role, batch_size, seed))
@@ -172,6 +176,10 @@ def test_export_writes_the_shipped_folder(exported):
         assert all(t["shape"][0] == -1 for t in entry["io"]["inputs"] + entry["io"]["outputs"])
         assert entry["validation"]["max_abs_diff"] < 1e-4
         assert entry["validation"]["batch_sizes"] == [1, 64]
+    assert (exported / "vocab.json").read_bytes() == VOCAB
+    assert manifest["artifacts"] == {
+        "vocab.json": {"sha256": hashlib.sha256(VOCAB).hexdigest(), "size_bytes": len(VOCAB)}
+    }
     assert manifest["roles"]["discriminator"]["io"]["outputs"] == [
         {"name": "logit", "datatype": "FP32", "shape": [-1]}
     ]
@@ -205,7 +213,13 @@ def test_register_folder_round_trip(folder, bentoml_home):
         meta = model.info.metadata
         entry = manifest["roles"][role]
         assert meta["sha256"] == entry["sha256"] == sha(store.model_file(model, "model.onnx"))
-        assert sorted(p.name for p in Path(model.path).iterdir()) == ["model.onnx", "model.yaml"]
+        assert sorted(p.name for p in Path(model.path).iterdir()) == [
+            "model.onnx",
+            "model.yaml",
+            "vocab.json",
+        ]
+        assert store.model_file(model, "vocab.json").read_bytes() == VOCAB
+        assert meta["artifacts"] == {"vocab.json": manifest["artifacts"]["vocab.json"]["sha256"]}
         assert meta["io"] == entry["io"] and meta["opset"] == entry["opset"]
         assert meta["config"] == {"nz": NZ, "lr": 2e-4} and meta["data_sha256"] == "d" * 64
         assert meta["metrics"]["final_metrics"] == {"loss_d": 1.25, "loss_g": 0.5}
@@ -230,15 +244,23 @@ def test_ensure_registered_adds_only_missing_roles(folder, bentoml_home):
     assert len(store.versions("toy-generator")) == 1
 
 
-@pytest.mark.parametrize("damage", ["corrupt", "missing"])
-def test_sha256_mismatch_blocks_registration(folder, bentoml_home, damage):
-    target = folder / "discriminator.onnx"
+@pytest.mark.parametrize(
+    ("damage", "name"),
+    [
+        ("corrupt", "discriminator.onnx"),
+        ("missing", "discriminator.onnx"),
+        ("corrupt", "vocab.json"),
+        ("missing", "vocab.json"),
+    ],
+)
+def test_sha256_mismatch_blocks_registration(folder, bentoml_home, damage, name):
+    target = folder / name
     if damage == "corrupt":
         target.write_bytes(target.read_bytes()[:-1] + b"\0")
-        match = r"discriminator.onnx is corrupt or was replaced: sha256 [0-9a-f]{64}"
+        match = rf"{name} is corrupt or was replaced"
     else:
         target.unlink()
-        match = "discriminator.onnx is missing"
+        match = rf"{name} is missing"
     for register in (register_folder, ensure_registered):
         with pytest.raises(ArtifactError, match=match) as err:
             register("toy", folder)

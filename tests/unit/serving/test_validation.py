@@ -36,6 +36,7 @@ def gateway() -> Gateway:
     )
     limits = Limits(
         max_items=16,
+        max_rows=100,
         max_body_bytes=1 << 20,
         max_grpc_message_bytes=1 << 20,
         grpc_port=3001,
