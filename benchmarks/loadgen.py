@@ -1,10 +1,14 @@
-"""A closed-loop load generator for the three served paths, shared by the benchmark scripts.
+"""A closed-loop load generator for the served paths, shared by the benchmark scripts.
 
 Each of `clients` coroutines sends one request, waits for the answer, and sends the next,
 until a request budget or a deadline is reached. Paths:
-- `json`: BentoML JSON API `POST /products/generate` (count 1);
-- `oip-http`: OIP REST infer with Triton binary tensors;
+- `json`: BentoML JSON API `POST /products/generate` (our bento only);
+- `oip-http`: OIP REST infer with Triton's binary tensor data extension;
+- `oip-json`: OIP REST infer with tensors as JSON lists;
 - `grpc`: OIP gRPC ModelInfer with raw contents.
+
+Request bodies are built once per run (64 distinct ones, reused round-robin), so the client's
+share of the shared CPUs is spent on I/O, the same for every server it drives.
 """
 
 from __future__ import annotations
@@ -18,6 +22,12 @@ import numpy as np
 
 GEN = "products-generator"
 PATHS = ("json", "oip-http", "grpc")
+ALL_PATHS = (*PATHS, "oip-json")
+_DISTINCT = 64
+
+
+class BadResponse(Exception):
+    """A 2xx answer whose output tensor has the wrong size: counted as an error, not a success."""
 
 
 @dataclass
@@ -28,6 +38,8 @@ class LevelResult:
     latencies_s: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    server_cpu_s: float | None = None
+    client_cpu_s: float = 0.0
 
     def summary(self) -> dict:
         lat = sorted(self.latencies_s) or [float("nan")]
@@ -48,6 +60,11 @@ class LevelResult:
             "p50_ms": pct(0.50),
             "p90_ms": pct(0.90),
             "p99_ms": pct(0.99),
+            "server_cpu_s": self.server_cpu_s,
+            "client_cpu_s": self.client_cpu_s,
+            "images_per_cpu_s": (
+                n * self.images_per_request / self.server_cpu_s if self.server_cpu_s else None
+            ),
         }
 
 
@@ -59,7 +76,31 @@ def _error_kind(exc: Exception) -> str:
     code = getattr(exc, "code", None)
     if callable(code):
         return str(code())
+    if isinstance(exc, BadResponse):
+        return "bad-response"
     return type(exc).__name__
+
+
+def oip_json_body(z: np.ndarray, label: np.ndarray) -> bytes:
+    """An OIP REST infer body with both inputs as JSON lists (the protocol's base form)."""
+    return json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "z",
+                    "datatype": "FP32",
+                    "shape": list(z.shape),
+                    "data": z.ravel().tolist(),
+                },
+                {
+                    "name": "label",
+                    "datatype": "INT64",
+                    "shape": list(label.shape),
+                    "data": label.tolist(),
+                },
+            ]
+        }
+    ).encode()
 
 
 def oip_http_body(z: np.ndarray, label: np.ndarray) -> tuple[bytes, dict[str, str]]:
@@ -88,6 +129,30 @@ def oip_http_body(z: np.ndarray, label: np.ndarray) -> tuple[bytes, dict[str, st
     }
 
 
+def _payloads(path: str, batch: int, nz: int, model: str) -> list:
+    """`_DISTINCT` ready-to-send requests for `path` (bodies, or protobuf messages for gRPC)."""
+    from tritonclient.grpc import service_pb2
+
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(_DISTINCT):
+        z = rng.standard_normal((batch, nz), dtype=np.float32)
+        label = np.full(batch, i % 10, dtype=np.int64)
+        if path == "json":
+            out.append({"category": i % 10, "count": batch, "seed": i})
+        elif path == "oip-http":
+            out.append(oip_http_body(z, label))
+        elif path == "oip-json":
+            out.append(oip_json_body(z, label))
+        else:
+            req = service_pb2.ModelInferRequest(model_name=model)
+            req.inputs.add(name="z", datatype="FP32", shape=[batch, nz])
+            req.inputs.add(name="label", datatype="INT64", shape=[batch])
+            req.raw_input_contents.extend([z.tobytes(), label.tobytes()])
+            out.append(req)
+    return out
+
+
 async def run_level(
     path: str,
     clients: int,
@@ -98,17 +163,41 @@ async def run_level(
     batch: int = 1,
     seconds: float | None = None,
     requests: int | None = None,
+    model: str = GEN,
+    item_bytes: int | None = None,
+    cpu=None,
 ) -> LevelResult:
-    """Drive one path with `clients` closed-loop clients for `seconds` or `requests` in total."""
+    """Drive one path with `clients` closed-loop clients for `seconds` or `requests` in total.
+
+    Args:
+        path: One of `ALL_PATHS`.
+        clients: Concurrent closed-loop clients.
+        url: Base HTTP URL of the server.
+        grpc_target: host:port of its OIP gRPC endpoint.
+        nz: Latent size of the generator (the `z` input is (batch, nz)).
+        batch: Images per request.
+        seconds: Run until this deadline ...
+        requests: ... or until this many requests were sent, whichever comes first.
+        model: OIP model name.
+        item_bytes: Bytes of one image in the output; when given, OIP answers whose output
+            is not `batch * item_bytes` long count as `bad-response` errors.
+        cpu: A `benchmarks.machine.TreeCPU` of the server, read around the timed part.
+
+    Returns:
+        Latencies, error counts, elapsed time and (with `cpu`) the server's CPU seconds.
+    """
     import aiohttp
     import grpc
-    from tritonclient.grpc import service_pb2, service_pb2_grpc
+    from tritonclient.grpc import service_pb2_grpc
 
+    if path not in ALL_PATHS:
+        raise ValueError(f"unknown path {path!r}; use one of {', '.join(ALL_PATHS)}")
     result = LevelResult(path, clients, batch)
     budget = [requests if requests is not None else float("inf")]
     deadline = time.perf_counter() + (seconds if seconds is not None else float("inf"))
-    rng = np.random.default_rng(0)
-    zs = rng.standard_normal((64, batch, nz), dtype=np.float32)
+    payloads = _payloads(path, batch, nz, model)
+    expect = batch * item_bytes if item_bytes else None
+    infer_url = f"{url}/v2/models/{model}/infer"
     # aiohttp, not httpx: httpx's async pool serialises on a lock and, at 64 concurrent
     # requests on 2 cores, became the bottleneck it was supposed to measure.
     connector = aiohttp.TCPConnector(limit=clients)
@@ -118,25 +207,33 @@ async def run_level(
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
         async def one(i: int) -> None:
-            z, label = zs[i % 64], np.full(batch, i % 10, dtype=np.int64)
+            payload = payloads[i % _DISTINCT]
             if path == "json":
-                body = {"category": i % 10, "count": batch, "seed": i}
-                async with client.post(f"{url}/products/generate", json=body) as r:
+                async with client.post(f"{url}/products/generate", json=payload) as r:
                     await r.read()
                     r.raise_for_status()
             elif path == "oip-http":
-                data, headers = oip_http_body(z, label)
-                async with client.post(
-                    f"{url}/v2/models/{GEN}/infer", data=data, headers=headers
-                ) as r:
-                    await r.read()
+                data, headers = payload
+                async with client.post(infer_url, data=data, headers=headers) as r:
+                    body = await r.read()
                     r.raise_for_status()
+                head = int(r.headers.get("Inference-Header-Content-Length", len(body)))
+                if expect is not None and len(body) - head != expect:
+                    raise BadResponse(f"{len(body) - head} output bytes, expected {expect}")
+            elif path == "oip-json":
+                headers = {"Content-Type": "application/json"}
+                async with client.post(infer_url, data=payload, headers=headers) as r:
+                    body = await r.read()
+                    r.raise_for_status()
+                if expect is not None:
+                    got = 4 * sum(len(o["data"]) for o in json.loads(body)["outputs"])
+                    if got != expect:
+                        raise BadResponse(f"{got} output bytes, expected {expect}")
             else:
-                req = service_pb2.ModelInferRequest(model_name=GEN)
-                req.inputs.add(name="z", datatype="FP32", shape=[batch, nz])
-                req.inputs.add(name="label", datatype="INT64", shape=[batch])
-                req.raw_input_contents.extend([z.tobytes(), label.tobytes()])
-                await stub.ModelInfer(req, timeout=60)
+                reply = await stub.ModelInfer(payload, timeout=60)
+                got = sum(len(b) for b in reply.raw_output_contents)
+                if expect is not None and got != expect:
+                    raise BadResponse(f"{got} output bytes, expected {expect}")
 
         async def worker(w: int) -> None:
             i = w
@@ -151,8 +248,13 @@ async def run_level(
                     result.errors[key] = result.errors.get(key, 0) + 1
                 i += clients
 
-        t0 = time.perf_counter()
+        if cpu is not None:
+            cpu.start()
+        t0, c0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker(w) for w in range(clients)))
         result.elapsed_s = time.perf_counter() - t0
+        result.client_cpu_s = time.process_time() - c0
+        if cpu is not None:
+            result.server_cpu_s = cpu.stop()
         await channel.close()
     return result

@@ -2,15 +2,15 @@
 
 Usage: python benchmarks/ort_device.py [--seconds 2] [--out FILE.md]
 
-Creates sessions exactly as the service does (`serving.runtime.create_session`), checks that
+Creates sessions with the service's options (`benchmarks.ceiling.ort_session`), checks that
 every provider's outputs match the CPU provider's, and times batch 1..256. Needs only numpy and
 onnxruntime (or onnxruntime-gpu), so it also runs on a GPU machine without the serving stack.
+`python -m benchmarks.run` reports the same ceiling beside the served numbers.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,22 +20,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from serving.runtime import create_session, session_signature  # noqa: E402
-
-MODELS = REPO / "models" / "products"
-BATCHES = (1, 8, 32, 64, 128, 256)
-
-
-def feeds(name: str, sig, n: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    out = {}
-    for spec in sig.inputs:
-        shape = (n, *spec.item_shape)
-        if spec.datatype == "INT64":
-            out[spec.name] = rng.integers(0, 10, shape, dtype=np.int64)
-        else:
-            out[spec.name] = rng.standard_normal(shape, dtype=np.float32).clip(-1, 1)
-    return out
+from benchmarks.ceiling import BATCHES, MODELS, feeds, ort_session  # noqa: E402
 
 
 def main() -> None:
@@ -59,16 +44,15 @@ def main() -> None:
     for name in ("generator", "discriminator"):
         ref = None
         for provider in reversed(providers):  # CPU first: it is the reference
-            os.environ["ECOMGAN_ORT_PROVIDERS"] = provider
-            session = create_session(MODELS / f"{name}.onnx")
+            session = ort_session(MODELS / f"{name}.onnx", provider)
             actual = session.get_providers()[0]
-            sig = session_signature(session)
-            check = feeds(name, sig, 64)
+            nz = session.get_inputs()[0].shape[1] if name == "generator" else 0
+            check = feeds(name, nz, 64)
             out = session.run(None, check)[0]
             ref = out if ref is None else ref
             diff = float(np.abs(out - ref).max())
             for n in BATCHES:
-                x = feeds(name, sig, n)
+                x = feeds(name, nz, n)
                 session.run(None, x)
                 count, t0 = 0, time.perf_counter()
                 while time.perf_counter() - t0 < args.seconds:

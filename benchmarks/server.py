@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,13 +18,43 @@ if str(REPO) not in sys.path:
 
 @contextlib.contextmanager
 def bento(
-    url: str | None = None, grpc_target: str | None = None, env: dict[str, str] | None = None
+    url: str | None = None,
+    grpc_target: str | None = None,
+    env: dict[str, str] | None = None,
+    home: Path | None = None,
 ) -> Iterator[tuple[str, str, object]]:
-    """Yield (http_url, grpc_target, server or None); start a server unless `url` is given."""
+    """Yield (http_url, grpc_target, server or None); start a server unless `url` is given.
+
+    Args:
+        url: An already running server's HTTP URL (then nothing is started).
+        grpc_target: Its OIP gRPC host:port.
+        env: Extra environment of the started server (e.g. batching knobs).
+        home: A BENTOML_HOME holding registered models (see `registered_home`); a fresh one
+            is registered when None.
+    """
     if url:
         yield url, grpc_target or "127.0.0.1:3001", None
         return
-    from tests.conftest import base_env, start_server, stop_server
+    from tests.conftest import start_server, stop_server
+
+    own_home = home is None
+    home = home or registered_home()
+    log = Path(tempfile.mkdtemp(prefix="ecomgan-bench-log-")) / "serve.log"
+    try:
+        server = start_server(home, log, env)
+        try:
+            yield server.url, server.grpc_target, server
+        finally:
+            stop_server(server)
+    finally:
+        shutil.rmtree(log.parent, ignore_errors=True)  # its model copy; failures carry the log
+        if own_home:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def registered_home() -> Path:
+    """A temporary BENTOML_HOME with the shipped models registered by `ecomgan register`."""
+    from tests.conftest import base_env
 
     home = Path(tempfile.mkdtemp(prefix="ecomgan-bench-"))
     subprocess.run(
@@ -34,11 +64,7 @@ def bento(
         check=True,
         capture_output=True,
     )
-    server = start_server(home, home / "serve.log", env)
-    try:
-        yield server.url, server.grpc_target, server
-    finally:
-        stop_server(server)
+    return home
 
 
 def server_pids(server) -> list[int]:
@@ -59,23 +85,3 @@ def machine() -> str:
                 break
     cpus = os.cpu_count()
     return f"{model or platform.processor()}, {cpus} CPUs, Python {platform.python_version()}"
-
-
-def batch_histogram(metrics: str, service: str, method: str) -> dict[float, float]:
-    """Count of observed batches per size bucket (non-cumulative) from /metrics."""
-    pattern = re.compile(
-        r"bentoml_service_adaptive_batch_size_bucket\{(?P<labels>[^}]*)\} (?P<v>\S+)"
-    )
-    cumulative = {}
-    for m in pattern.finditer(metrics):
-        labels = dict(kv.split("=", 1) for kv in m["labels"].split(","))
-        labels = {k: v.strip('"') for k, v in labels.items()}
-        if labels.get("runner_name") != service or labels.get("method_name") != method:
-            continue
-        le = float(labels["le"]) if labels["le"] != "+Inf" else float("inf")
-        cumulative[le] = cumulative.get(le, 0) + float(m["v"])
-    out, prev = {}, 0.0
-    for le in sorted(cumulative):
-        out[le] = cumulative[le] - prev
-        prev = cumulative[le]
-    return out

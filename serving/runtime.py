@@ -159,6 +159,10 @@ def create_session(path: Path, *, threads: int | None = None):
         threads or int(os.environ.get("ECOMGAN_ORT_THREADS", 0)) or (cpu_quota())
     )
     opts.inter_op_num_threads = 1
+    # Idle intra-op threads spin-wait for the next run by default; in a server they would burn
+    # the cores that parse the next requests. ECOMGAN_ORT_SPIN=on restores ORT's default.
+    spin = os.environ.get("ECOMGAN_ORT_SPIN", "off").lower() in ("1", "on", "true")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     providers = available_providers()
     session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
     logger.info(

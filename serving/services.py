@@ -146,6 +146,8 @@ def _batch_api(family: Family, role: str):
     infer.__name__ = family.name
     infer.__doc__ = f"Batched {family.model_name(role)} on a record array (one field per input)."
     max_batch_size, max_latency_ms = batch_limits(family, role)
+    if max_batch_size == 1:  # batching off (BentoML's batchable APIs need a cap > 1)
+        return bentoml.api(route=f"/{family.name}")(infer)
     return bentoml.api(
         batchable=True,
         max_batch_size=max_batch_size,
