@@ -36,6 +36,8 @@ from benchmarks.server import bento, registered_home
 SERVED_PATHS = ("json", "oip-http", "grpc")
 PEER_PATHS = {"starlette": ("oip-http", "oip-json"), "kserve": ("grpc", "oip-http")}
 PEER_LABELS = {"starlette": "Starlette + ORT", "kserve": "KServe ModelServer"}
+# Like the peers (uvicorn access_log=False, KServe's latency logging off): no per-request log line.
+SERVER_ENV = {"ECOMGAN_ACCESS_LOG": "off"}
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,8 @@ def _io(url: str) -> tuple[int, int]:
 def served(plan: Plan, home: Path, notes: list[str]) -> tuple[list[dict], int, int]:
     """Our bento at every level and path, the large-request row, then batching off."""
     rows = []
-    with bento(home=home) as (url, grpc_target, server):
+    notes.append("Our bento runs with ECOMGAN_ACCESS_LOG=off (the peers log no requests either).")
+    with bento(home=home, env=SERVER_ENV) as (url, grpc_target, server):
         nz, item = _io(url)
         kw = {"url": url, "grpc_target": grpc_target, "nz": nz, "item_bytes": item}
         cpu = TreeCPU(server.proc.pid)
@@ -141,7 +144,7 @@ def served(plan: Plan, home: Path, notes: list[str]) -> tuple[list[dict], int, i
     }
     setting = ", ".join(f"{k}=1" for k in knobs)
     try:
-        with bento(home=home, env=knobs) as (url, grpc_target, server):
+        with bento(home=home, env={**SERVER_ENV, **knobs}) as (url, grpc_target, server):
             kw = {"url": url, "grpc_target": grpc_target, "nz": nz, "item_bytes": item}
             cpu = TreeCPU(server.proc.pid)
             rows.append(_level(report.OURS_OFF, "grpc", plan.batching_clients, plan, cpu, **kw))
