@@ -19,6 +19,7 @@ from serving.services import (
     EntryBase,
     entry_config,
     family_api_bases,
+    model_refs,
     role_bases,
     role_config,
     topology,
@@ -41,7 +42,7 @@ class Discriminator(*role_bases("discriminator")):
 
 @bentoml.service(name="EcomGAN", **entry_config())
 @bentoml.asgi_app(oip_http.app, path="/")
-class EcomGAN(EntryBase, *family_api_bases()):
+class EcomGAN(EntryBase, model_refs(), *family_api_bases()):
     """User-facing APIs of every family, plus OIP v2 over HTTP and gRPC."""
 
     if topology() == "split":

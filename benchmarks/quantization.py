@@ -21,6 +21,7 @@ both alike; a speed-up is the median of the per-trial INT8/FP32 ratios. INT8 fil
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -37,21 +38,25 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ecomgan.seeding import latent  # noqa: E402
-from export.calibration import apply, auroc  # noqa: E402
 from export.quantize import (  # noqa: E402
-    DISCRIMINATOR_RULE,
-    GENERATOR_RULE,
     QuantizationError,
     QuantizeConfig,
     cpu_int8_features,
     quantize_onnx,
+)
+from gan.products.quantization import (  # noqa: E402
+    EVAL_SEED,
+    QUANTIZATION_RULES,
+    discriminator_logits,
+    quantization_inputs,
+    quantization_quality,
 )
 from serving.runtime import cpu_quota, create_session  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "quantization.md"
 WORK = REPO / "runs" / "quantization"
 BATCHES = (1, 64, 256)
-EVAL_SEED, CAL_SEED = 1, 1000  # evaluation latents (as `ecomgan evaluate`), calibration latents
+CAL_SEED = 1000  # calibration latents, as export.pipeline.QUANTIZE_SEED (EVAL_SEED: evaluation)
 SHIP_MIN_SPEEDUP = 1.10  # at batch 64 (the serving batch), and no slowdown (>= 0.95) at batch 1
 VARIANTS: dict[str, tuple[str, QuantizeConfig]] = {
     "int8-qdq": ("static", QuantizeConfig()),
@@ -72,86 +77,36 @@ class Settings:
 
 
 class Evaluation:
-    """The project's metrics of generator and discriminator ONNX files, on fixed data."""
+    """The products family's quantisation hooks (`gan.products.quantization`) bound to a folder."""
 
     def __init__(self, models: Path, data_dir: Path | None, n_samples: int) -> None:
-        from gan.products.evaluate import (
-            DEFAULT_CLASSIFIER,
-            Reference,
-            balanced_labels,
-            open_generator,
-        )
-
-        self.models, self.data_dir = models, data_dir
-        self.nz = open_generator(models / "generator.onnx").nz
-        self.manifest = json.loads((models / "manifest.json").read_text())
-        # Test features only; n_train=16 skips embedding the 60,000 train images.
-        self.ref = Reference.build(DEFAULT_CLASSIFIER, data_dir, n_train=16)
-        self.labels = balanced_labels(n_samples)
-        self.fakes = self._generate(models / "generator.onnx", self.labels, EVAL_SEED)
-        self.logits: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
-
-    @staticmethod
-    def _generate(path: Path, labels: np.ndarray, seed: int) -> np.ndarray:
         from gan.products.evaluate import open_generator
 
-        return open_generator(path).generate(labels, seed)  # 8-bit grid, as served
+        self.models, self.data_dir, self.n_samples = models, data_dir, n_samples
+        self.nz = open_generator(models / "generator.onnx").nz
 
-    def generator(self, path: Path, seed: int = EVAL_SEED) -> dict[str, float]:
-        """FID vs the test split and class consistency of ``path``'s fakes."""
-        from gan import metrics
-        from gan.products.classifier import embed
-
-        feats, probs = embed(self.ref.classifier, self._generate(path, self.labels, seed))
-        return {
-            "fid": metrics.fid(self.ref.test_f, feats),
-            "class_consistency": float((probs.argmax(1) == self.labels).mean()),
-        }
-
-    def discriminator(self, path: Path) -> dict[str, float]:
-        """AUROC, and TPR/FPR at the stored threshold, on real test images vs the fakes."""
-        session = create_session(path)
-        real = _batched(session, {"image": self.ref.test_x, "label": self.ref.test_y})
-        fake = _batched(session, {"image": self.fakes, "label": self.labels})
-        self.logits[path] = (real, fake)
-        cal = self.manifest["calibration"]
-        return {
-            "auroc": auroc(-real, -fake),  # higher score = more likely fake
-            "tpr_at_threshold": float(apply(cal, fake)[1].mean()),
-            "fpr_at_threshold": float(apply(cal, real)[1].mean()),
-        }
+    def quality(self, role: str, seed: int = EVAL_SEED) -> Any:
+        """``path -> metrics`` of ``role`` (`quantization_quality`), for `quantize_onnx`."""
+        return functools.partial(quantization_quality, self.models, role, data_dir=self.data_dir,
+                                 n_samples=self.n_samples, seed=seed)  # fmt: skip
 
     def calibration(self, role: str, n: int) -> dict[str, np.ndarray]:
-        """Calibration inputs disjoint from the evaluation data."""
-        rng = np.random.default_rng(CAL_SEED)
-        labels = rng.integers(0, 10, n).astype(np.int64)
-        if role == "generator":
-            return {"z": latent(n, self.nz, CAL_SEED), "label": labels}
-        from gan.products.data import load_fashion_mnist, to_model_range
+        """Calibration inputs disjoint from the evaluation data (`quantization_inputs`)."""
+        return quantization_inputs(self.models, role, n, CAL_SEED, self.data_dir)
 
-        x, y, _ = load_fashion_mnist("train", self.data_dir)
-        idx = rng.choice(len(x), n // 2, replace=False)
-        fakes = self._generate(self.models / "generator.onnx", labels[: n - n // 2], CAL_SEED)
-        return {
-            "image": np.concatenate([to_model_range(x[idx])[:, None], fakes]),
-            "label": np.concatenate([y[idx].astype(np.int64), labels[: n - n // 2]]),
-        }
-
-
-def _batched(session: Any, feeds: dict[str, np.ndarray], batch: int = 500) -> np.ndarray:
-    n = len(next(iter(feeds.values())))
-    return np.concatenate([
-        session.run(None, {k: np.ascontiguousarray(v[i : i + batch]) for k, v in feeds.items()})[0]
-        for i in range(0, n, batch)
-    ]).astype(np.float64)  # fmt: skip
+    def logits(self, path: Path) -> np.ndarray:
+        """Logits of a discriminator file on the evaluation's real and fake images, joined."""
+        real, fake = discriminator_logits(self.models, path, self.data_dir,
+                                          n_samples=self.n_samples)  # fmt: skip
+        return np.concatenate([real, fake])
 
 
 def quantize_variants(ev: Evaluation, role: str, s: Settings) -> dict[str, dict[str, Any]]:
     """Quantise ``role`` every way in `VARIANTS`; each entry is a report (accepted or not)."""
     src = ev.models / f"{role}.onnx"
     cal = ev.calibration(role, s.n_calibration)
-    quality = ev.generator if role == "generator" else ev.discriminator
-    rule = GENERATOR_RULE if role == "generator" else DISCRIMINATOR_RULE
+    quality, rule = ev.quality(role), QUANTIZATION_RULES[role]
+    fp32_logits = ev.logits(src) if role == "discriminator" else None
     out = {}
     for name, (method, cfg) in VARIANTS.items():
         dst = WORK / f"{role}.{name}.onnx"
@@ -162,12 +117,8 @@ def quantize_variants(ev: Evaluation, role: str, s: Settings) -> dict[str, dict[
             report["accepted"], report["path"] = True, str(dst)
         except QuantizationError as exc:
             report = {**exc.report, "accepted": False, "failures": exc.failures}
-        if role == "discriminator" and src in ev.logits and dst in ev.logits:
-            real0, fake0 = ev.logits[src]
-            real1, fake1 = ev.logits.pop(dst)
-            report["max_logit_diff"] = float(
-                max(np.abs(real1 - real0).max(), np.abs(fake1 - fake0).max())
-            )
+        if fp32_logits is not None and report["accepted"]:
+            report["max_logit_diff"] = float(np.abs(ev.logits(dst) - fp32_logits).max())
         out[name] = report
         print(f"{role} {name}: {'accepted' if report['accepted'] else 'REJECTED'} "
               f"{report.get('quality', {}).get('int8') or report.get('failures')}")  # fmt: skip
@@ -252,11 +203,12 @@ def _quality_rows(role: str, variants: dict[str, dict[str, Any]]) -> list[str]:
         q = r.get("quality", {}).get("int8", {})
         val = next(iter(r.get("validation", {}).values()), {})
         cells = [f"{q[k]:.4f}" if k in q else "-" for k in keys]
-        diff = r.get("max_logit_diff", val.get("max_abs_diff", float("nan")))
+        # Discriminator: on the evaluation images (accepted variants only); generator: held out.
+        diff = r.get("max_logit_diff") if role == "discriminator" else val.get("max_abs_diff")
         size = f"{r['size_bytes'] / 1024:.0f}" if "size_bytes" in r else "-"
         rows.append(f"| {name} | {'yes' if r['accepted'] else 'no: ' + '; '.join(r['failures'])} "
                     f"| {' | '.join(cells)} | {val.get('rel_rmse', float('nan')):.3f} "
-                    f"| {diff:.3f} | {size} |")  # fmt: skip
+                    f"| {'-' if diff is None else f'{diff:.3f}'} | {size} |")  # fmt: skip
     return rows
 
 
@@ -288,7 +240,10 @@ def markdown(results: dict[str, Any]) -> str:
         "the same as QLinearConv/QGemm with U8S8 (S8S8 QOperator is slow on x86); "
         "`int8-dynamic` = weights only, ConvInteger; `int8-qdq-8bit-weights` = `int8-qdq` "
         "without `reduce_range`, which saturates ORT's VPMADDUBSW kernels on CPUs without "
-        "VNNI. FP32 sizes: "
+        "VNNI. Max logit diff (eval): the largest |INT8 - FP32| logit over the evaluation "
+        "images; static variants quantise the output too, so logits beyond the calibration "
+        "range are clipped to its ends (which moves only extreme scores when the ends lie "
+        "beyond the detector's threshold). FP32 sizes: "
         + ", ".join(
             f"{role} {next(iter(r['variants'].values()))['source']['size_bytes'] / 1024:,.0f} KB"
             for role, r in results["roles"].items()
@@ -335,7 +290,9 @@ def main(argv: list[str] | None = None) -> None:
                                   "verdict": verdict(variants, speed)}  # fmt: skip
         print(f"{role}: {results['roles'][role]['verdict']}")
     # Sampling noise of FID at this size: FP32 with other latents, a yardstick for the 5 % rule.
-    results["fid_fp32_other_seed"] = ev.generator(args.models / "generator.onnx", EVAL_SEED + 1)
+    results["fid_fp32_other_seed"] = ev.quality("generator", EVAL_SEED + 1)(
+        args.models / "generator.onnx"
+    )
     results["load_avg"] = {"start": load, "end": os.getloadavg()}
     results["seconds"] = round(time.perf_counter() - t0, 1)
     (WORK / "report.json").write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -153,6 +153,40 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from export.pipeline import quantize_folder
+
+    family = get_family(args.family)
+    folder = Path(args.folder) if args.folder else family.shipped_dir
+    for role, entry in quantize_folder(
+        family.name, folder, args.roles, data_dir=args.data_dir
+    ).items():
+        report = entry["quantization"]
+        print(
+            f"{role}: {folder / entry['file']} ({entry['size_bytes'] / 1024:,.0f} KB, FP32 "
+            f"{report['source']['size_bytes'] / 1024:,.0f} KB), sha256 {entry['sha256'][:12]}, "
+            f"{report['seconds']} s"
+        )
+        for name, v in report["validation"].items():
+            print(f"  output {name}: RMSE / std(FP32) {v['rel_rmse']:.3f} on held-out inputs")
+        for q in report["quality"]["results"]:
+            print(
+                f"  {q['metric']}: FP32 {q['fp32']:.4f} -> INT8 {q['int8']:.4f} "
+                f"(worsens {q['worsening']:.4g}, allowed {q['allowed']:.4g})"
+            )
+        if "calibration" in entry:
+            cal = entry["calibration"]
+            print(
+                f"  INT8 calibration: AUROC {cal['auroc']:.4f}, TPR {cal['tpr']:.3f} at FPR "
+                f"{cal['fpr']:.4f} (target {cal['target_fpr']}), threshold {cal['threshold']:.4f}"
+            )
+    print(
+        f"register it with `ecomgan register --family {family.name} --folder {folder}` "
+        "(`ecomgan serve` does so for the shipped folder) and serve it with ECOMGAN_PRECISION=int8"
+    )
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from ecomgan.images import grid, to_uint8
 
@@ -288,6 +322,25 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_register)
 
     p = sub.add_parser(
+        "quantize",
+        help="add INT8 twins of an exported folder's ONNX files, gated on quality",
+        description="Quantise with ONNX Runtime (static QDQ INT8) and keep each file only if "
+        "the family's quality rule holds; the discriminator's calibration is refit on INT8 "
+        "logits. Serve the result with ECOMGAN_PRECISION=int8.",
+    )
+    p.add_argument("--family", default="products", choices=list(FAMILIES), help=family_help)
+    p.add_argument("--folder", help="an exported folder (default: the family's shipped models)")
+    p.add_argument(
+        "--roles",
+        nargs="+",
+        default=["discriminator"],
+        choices=["generator", "discriminator"],
+        help="roles to quantise (default: discriminator)",
+    )
+    p.add_argument("--data-dir", type=Path, help="dataset folder (else $ECOMGAN_DATA_DIR, ...)")
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser(
         "sample", help="write samples from a checkpoint (PNG grid of images, or CSV rows)"
     )
     p.add_argument("--family", default="products", choices=list(FAMILIES), help=family_help)
@@ -304,7 +357,12 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     p.add_argument("--out", help="output file (default samples.png or samples.csv)")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("serve", help="register the shipped defaults if needed and serve the bento")
+    p = sub.add_parser(
+        "serve",
+        help="register the shipped defaults if needed and serve the bento",
+        description="Environment: ECOMGAN_PRECISION=fp32 (default) | int8 serves the INT8 "
+        "files `ecomgan quantize` added, where a model has one, on the CPU provider.",
+    )
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=3000, help="HTTP port (JSON APIs and OIP /v2)")
     p.add_argument(

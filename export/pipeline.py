@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 MODEL_FILENAME = "model.onnx"  # the ONNX file's name inside a model-store entry
+INT8_FILENAME = "model.int8.onnx"  # its INT8 twin (`quantize_folder`), when there is one
+QUANTIZE_ROWS, QUANTIZE_SEED = 512, 1000  # INT8 calibration rows; their seed (not SEED)
 MANIFEST_FORMAT = 1
 VALIDATION_BATCH_SIZES = (1, 64)
 SEED = 0
@@ -291,6 +293,36 @@ def verify_file(folder: Path, manifest: dict[str, Any], role: str) -> Path:
     return path
 
 
+def verify_int8_file(folder: Path, manifest: dict[str, Any], role: str) -> Path | None:
+    """The role's INT8 file (None if the manifest lists none), after checking its sha256.
+
+    Raises:
+        ArtifactError: The file is missing or its bytes differ from what was quantised.
+    """
+    entry = manifest["roles"][role].get("int8")
+    if entry is None:
+        return None
+    path = Path(folder) / entry["file"]
+    fix = (
+        f"restore it (`git checkout -- {path}`) or quantise again with "
+        f"`ecomgan quantize --family {manifest['family']} --folder {folder} --roles {role}`"
+    )
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing but listed in {MANIFEST}; {fix}")
+    if sha256_file(path) != entry["sha256"]:
+        raise ArtifactError(f"{path} is corrupt or was replaced (sha256 differs); {fix}")
+    return path
+
+
+def _role_files(folder: Path, manifest: dict[str, Any], role: str) -> dict[str, Path]:
+    """Model-store file name -> verified source: the FP32 model and its INT8 twin, if any."""
+    files = {MODEL_FILENAME: verify_file(folder, manifest, role)}
+    int8 = verify_int8_file(folder, manifest, role)
+    if int8 is not None:
+        files[INT8_FILENAME] = int8
+    return files
+
+
 def verify_artifacts(folder: Path, manifest: dict[str, Any]) -> dict[str, Path]:
     """The folder's artifacts by name, after checking each sha256 against the manifest.
 
@@ -313,7 +345,11 @@ def verify_artifacts(folder: Path, manifest: dict[str, Any]) -> dict[str, Path]:
 
 
 def _register_role(
-    family: Family, manifest: dict[str, Any], role: str, path: Path, artifacts: dict[str, Path]
+    family: Family,
+    manifest: dict[str, Any],
+    role: str,
+    files: dict[str, Path],
+    artifacts: dict[str, Path],
 ) -> str:
     entry = manifest["roles"][role]
     training = dict(manifest.get("training") or {})
@@ -335,13 +371,16 @@ def _register_role(
     }
     if role == "discriminator":
         metadata["calibration"] = manifest["calibration"]
+    if "int8" in entry:
+        metadata["int8"] = {"sha256": entry["int8"]["sha256"],
+                            "calibration": entry["int8"].get("calibration")}  # fmt: skip
     if "quality" in manifest:
         q = manifest["quality"]
         metadata["quality"] = {k: q[k] for k in ("passed", "override_used", "failures") if k in q}
     labels = {"family": family.name, "role": role, "project_version": manifest["project_version"]}
     return store.register(
         family.model_name(role),
-        {MODEL_FILENAME: path, **artifacts},
+        {**files, **artifacts},
         labels=labels,
         metadata=_drop_none(metadata),
     )
@@ -374,16 +413,17 @@ def register_folder(family_name: str, folder: Path) -> dict[str, str]:
     """
     family = get_family(family_name)
     manifest = read_manifest(folder, family)
-    paths = {role: verify_file(folder, manifest, role) for role in ROLES}
+    files = {role: _role_files(folder, manifest, role) for role in ROLES}
     artifacts = verify_artifacts(folder, manifest)
-    return {role: _register_role(family, manifest, role, paths[role], artifacts) for role in ROLES}
+    return {role: _register_role(family, manifest, role, files[role], artifacts) for role in ROLES}
 
 
 def ensure_registered(family_name: str, folder: Path) -> dict[str, str]:
     """Register the folder's roles that the store lacks; keep the ones already there.
 
     A role counts as registered when some version of its model carries the manifest's
-    sha256 in its metadata, so a fresh clone registers the shipped defaults once.
+    sha256s (model, INT8 twin, artifacts) in its metadata, so a fresh clone registers the
+    shipped defaults once, and a folder that gained an INT8 file registers again.
 
     Args:
         family_name: A registered family.
@@ -402,18 +442,122 @@ def ensure_registered(family_name: str, folder: Path) -> dict[str, str]:
     tags: dict[str, str] = {}
     for role in ROLES:
         sha = manifest["roles"][role]["sha256"]
+        int8_sha = (manifest["roles"][role].get("int8") or {}).get("sha256")
         matches = [
             m
             for m in store.versions(family.model_name(role))
             if m.info.metadata.get("sha256") == sha
             and dict(m.info.metadata.get("artifacts") or {}) == artifact_shas
+            and (m.info.metadata.get("int8") or {}).get("sha256") == int8_sha
         ]
         if matches:
             tags[role] = str(matches[-1].tag)
     todo = [role for role in ROLES if role not in tags]
-    paths = {role: verify_file(folder, manifest, role) for role in todo}
+    files = {role: _role_files(folder, manifest, role) for role in todo}
     artifacts = verify_artifacts(folder, manifest) if todo else {}
     tags.update(
-        {role: _register_role(family, manifest, role, paths[role], artifacts) for role in todo}
+        {role: _register_role(family, manifest, role, files[role], artifacts) for role in todo}
     )
     return tags
+
+
+def _quantization_hooks(family: Family, roles: tuple[str, ...]) -> Any:
+    trainer = family.load_trainer()
+    names = ["quantization_inputs", "quantization_quality", "QUANTIZATION_RULES"]
+    names += ["detector_inputs"] if "discriminator" in roles else []
+    missing = [n for n in names if not hasattr(trainer, n)]
+    if missing:
+        raise ValueError(
+            f"family {family.name!r} cannot be quantised: {family.trainer} lacks "
+            f"{', '.join(missing)} (see gan/products/quantization.py for the hooks)"
+        )
+    return trainer
+
+
+def _refit_calibration(
+    hooks: Any, folder: Path, manifest: dict[str, Any], int8: Path, data_dir: Path | None
+) -> dict[str, Any]:
+    """Platt calibration of the INT8 discriminator, on the data and target FPR of the export's."""
+    from types import SimpleNamespace
+
+    fp32 = manifest["calibration"]
+    real, fake = hooks.detector_inputs(folder, fp32["n_real"], SEED, data_dir=data_dir)
+    io = manifest["roles"]["discriminator"]["io"]
+    # `_logits` reads only the input and output names of an Exportable.
+    names = SimpleNamespace(
+        input_names=[t["name"] for t in io["inputs"]],
+        output_names=[t["name"] for t in io["outputs"]],
+    )
+    return fit_detector(
+        _logits(int8, names, real), _logits(int8, names, fake), target_fpr=fp32["target_fpr"]
+    )
+
+
+def quantize_folder(
+    family_name: str,
+    folder: Path,
+    roles: tuple[str, ...] | list[str] = ("discriminator",),
+    *,
+    data_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Add INT8 twins of an exported folder's ONNX files, gated on the family's quality rule.
+
+    Each role's ``<role>.onnx`` is quantised (`export.quantize.quantize_onnx`, static QDQ)
+    to ``<role>.int8.onnx`` with the family module's hooks: ``quantization_inputs`` for
+    calibration, ``quantization_quality`` and ``QUANTIZATION_RULES[role]`` for acceptance. An
+    INT8 discriminator's logits shift, so its Platt calibration is refit on INT8 logits of the
+    inputs the export calibrated on (``detector_inputs``) with the same target FPR. The
+    manifest gains ``roles.<role>.int8 = {file, sha256, size_bytes, quantization,
+    calibration?}``; the FP32 files are not touched. All of it is written into a staging copy
+    of the folder and swapped in at the end, so a rejected role leaves the folder as it was.
+
+    Args:
+        family_name: A registered family whose module has the quantisation hooks.
+        folder: A folder `export_family` wrote (e.g. ``models/products``).
+        roles: Roles to quantise.
+        data_dir: Where the hooks find real data (None: the family's default).
+
+    Returns:
+        Role -> its new manifest ``int8`` entry.
+
+    Raises:
+        ValueError: Unknown role, or a family without the hooks.
+        export.quantize.QuantizationError: A role failed its checks; nothing was written.
+        ArtifactError: Bad manifest, or an FP32 file not matching its sha256.
+    """
+    from functools import partial
+
+    from export.quantize import quantize_onnx
+
+    family = get_family(family_name)
+    roles = tuple(dict.fromkeys(roles))
+    if not roles or any(r not in ROLES for r in roles):
+        raise ValueError(f"roles must be a non-empty subset of {ROLES}, got {list(roles)}")
+    hooks = _quantization_hooks(family, roles)
+    folder = Path(folder).resolve()
+    manifest = read_manifest(folder, family)
+    sources = {role: verify_file(folder, manifest, role) for role in roles}
+    staging = folder.with_name(f".{folder.name}.quantize-{uuid.uuid4().hex[:12]}")
+    shutil.copytree(folder, staging, symlinks=True)
+    try:
+        for role in roles:
+            dst = staging / f"{role}.int8.onnx"
+            calib = hooks.quantization_inputs(folder, role, QUANTIZE_ROWS, QUANTIZE_SEED,
+                                              data_dir=data_dir)  # fmt: skip
+            report = quantize_onnx(
+                sources[role],
+                dst,
+                calib,
+                quality=partial(hooks.quantization_quality, folder, role, data_dir=data_dir),
+                rule=hooks.QUANTIZATION_RULES[role],
+            )
+            entry = {key: report.pop(key) for key in ("file", "sha256", "size_bytes")}
+            entry["quantization"] = report
+            if role == "discriminator":
+                entry["calibration"] = _refit_calibration(hooks, folder, manifest, dst, data_dir)
+            manifest["roles"][role]["int8"] = entry
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
+        _swap_in(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {role: manifest["roles"][role]["int8"] for role in roles}

@@ -12,6 +12,8 @@ from serving.runtime import Signature
 logger = logging.getLogger("ecomgan.catalog")
 
 PLATFORM = "onnxruntime_onnx"
+PRECISIONS = ("fp32", "int8")
+INT8_FILENAME = "model.int8.onnx"  # export.pipeline.INT8_FILENAME (not imported: no torch here)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,37 @@ def stored_model(family: Family, role: str):
         ) from None
 
 
+def precision() -> str:
+    """``fp32`` (default) or ``int8``, from ``ECOMGAN_PRECISION``."""
+    value = os.environ.get("ECOMGAN_PRECISION", "fp32").strip().lower()
+    if value not in PRECISIONS:
+        raise ValueError(f"ECOMGAN_PRECISION must be one of {PRECISIONS}, got {value!r}")
+    return value
+
+
+def int8_path(model, *, warn: bool = False) -> str | None:
+    """The stored model's INT8 file when it is to be served, else None (serve FP32).
+
+    INT8 is served only under ``ECOMGAN_PRECISION=int8``, when the model was registered with
+    an INT8 twin (``ecomgan quantize``), and on the CPU provider: ORT's integer kernels the
+    INT8 file was accepted with are CPU kernels, so CUDA keeps FP32.
+    """
+    if precision() != "int8":
+        return None
+    from serving.runtime import available_providers
+
+    path = model.path_of(INT8_FILENAME)
+    if "int8" not in model.info.metadata or not os.path.isfile(path):
+        reason = f"{model.tag} has no INT8 file (run `ecomgan quantize` and `ecomgan register`)"
+    elif available_providers()[0] != "CPUExecutionProvider":
+        reason = f"INT8 is served on the CPU provider only, not {available_providers()[0]}"
+    else:
+        return path
+    if warn:
+        logger.warning("ECOMGAN_PRECISION=int8 but %s: serving FP32", reason)
+    return None
+
+
 def verify_models() -> None:
     """Refuse to start on a missing or corrupt model file, naming the file and the fix.
 
@@ -74,6 +107,8 @@ def verify_models() -> None:
                 f"again (`ecomgan register --force`, or `ecomgan export ...`)"
             )
             expected = {"model.onnx": model.info.metadata.get("sha256")}
+            if "int8" in model.info.metadata:
+                expected[INT8_FILENAME] = model.info.metadata["int8"]["sha256"]
             expected.update(model.info.metadata.get("artifacts") or {})
             for name, sha in expected.items():
                 path = model.path_of(name)
@@ -94,6 +129,10 @@ def load_catalog() -> dict[str, ServedModel]:
         for role in ROLES:
             model = stored_model(family, role)
             meta = dict(model.info.metadata)
+            meta["precision"] = "int8" if int8_path(model) else "fp32"
+            if meta["precision"] == "int8" and "calibration" in meta["int8"]:
+                # The scores API and OIP metadata read the INT8 file's own calibration.
+                meta["calibration"] = meta["int8"]["calibration"]
             artifacts = {name: model.path_of(name) for name in meta.get("artifacts") or {}}
             catalog[family.model_name(role)] = ServedModel(
                 name=family.model_name(role),

@@ -26,7 +26,11 @@ def server_metadata() -> dict[str, Any]:
 
 def model_parameters(served: ServedModel) -> dict[str, str]:
     """Model facts clients may want (string-valued, as OIP parameters allow everywhere)."""
-    params = {"family": served.family.name, "role": served.role}
+    params = {
+        "family": served.family.name,
+        "role": served.role,
+        "precision": served.metadata.get("precision", "fp32"),
+    }
     calibration = served.metadata.get("calibration")
     if served.role == "discriminator" and calibration:
         params.update(

@@ -60,14 +60,18 @@ def batch_limits(family: Family, role: str) -> tuple[int, int]:
 
 
 def load_sessions(role: str) -> dict[str, tuple[Any, Any]]:
-    """Family name -> (ONNX Runtime session, signature) of one role, from the model store."""
-    from serving.catalog import stored_model
+    """Family name -> (ONNX Runtime session, signature) of one role, from the model store.
+
+    The INT8 file is loaded instead of the FP32 one where `serving.catalog.int8_path` says so
+    (``ECOMGAN_PRECISION=int8``).
+    """
+    from serving.catalog import int8_path, stored_model
     from serving.runtime import create_session, session_signature
 
     sessions = {}
     for family in FAMILIES.values():
         model = stored_model(family, role)
-        path = model.path_of("model.onnx")
+        path = int8_path(model, warn=True) or model.path_of("model.onnx")
         try:
             session = create_session(path)
         except Exception as exc:
@@ -77,7 +81,7 @@ def load_sessions(role: str) -> dict[str, tuple[Any, Any]]:
                 f"it (`ecomgan register`)"
             ) from exc
         sessions[family.name] = (session, session_signature(session))
-        logger.info("%s loaded %s", role, model.tag)
+        logger.info("%s loaded %s (%s)", role, model.tag, os.path.basename(path))
     return sessions
 
 
@@ -172,6 +176,19 @@ def role_bases(role: str) -> tuple[type, ...]:
     ]
     base = type(f"{role.title()}Base", (RoleServiceBase,), {"role": role})
     return (base, *mixins)
+
+
+def model_refs() -> type:
+    """A mixin declaring every family's models (``BentoModel``), so the bento packs them.
+
+    The entry needs them itself in the colocated topology; the role services declare their own.
+    """
+    attrs = {
+        f"model_{family.name}_{role}": BentoModel(f"{family.model_name(role)}:latest")
+        for family in FAMILIES.values()
+        for role in ROLES
+    }
+    return type("ModelRefs", (), attrs)
 
 
 def family_api_bases() -> tuple[type, ...]:

@@ -18,15 +18,25 @@ from gan.common import latent, load_checkpoint
 from gan.exportable import Exportable
 from gan.products.data import CATEGORIES, load_fashion_mnist, to_model_range
 from gan.products.model import Discriminator, Generator, bake_spectral_norm, count_parameters
+from gan.products.quantization import (
+    QUANTIZATION_RULES,
+    detector_inputs,
+    quantization_inputs,
+    quantization_quality,
+)
 from gan.products.train import FAMILY, TrainConfig, train
 
 __all__ = [
     "CATEGORIES",
+    "QUANTIZATION_RULES",
     "TrainConfig",
     "calibration_inputs",
     "describe",
+    "detector_inputs",
     "exportables",
     "load",
+    "quantization_inputs",
+    "quantization_quality",
     "sample",
     "train",
 ]

@@ -260,7 +260,9 @@ for tag in sys.argv[1:]:
     with construct_containerfile(bento, enable_buildkit=False) as (ctx, dockerfile):
         out[tag] = {
             "dockerfile": Path(dockerfile).read_text(),
-            "models": sorted(str(p.relative_to(ctx)) for p in Path(ctx).glob("models/*/*/*.onnx")),
+            "models": sorted(
+                str(p.relative_to(ctx)) for p in Path(ctx).glob("models/*/*/model.onnx")
+            ),
             "requirements": Path(ctx, "env/python/requirements.txt").read_text(),
             "envs": {e["name"]: e["value"] for e in bento.info.to_dict()["envs"]},
         }
