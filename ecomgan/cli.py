@@ -110,9 +110,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    if args.family != "products":
+    if get_family(args.family).evaluator:
         out = Path(args.out or f"reports/{args.family}")
-        get_family(args.family).load_trainer().evaluate(
+        get_family(args.family).load_evaluator()(
             Path(args.checkpoint),
             out,
             data_dir=args.data_dir,

@@ -36,6 +36,9 @@ class Family:
         max_latency_ms: Adaptive-batching deadline of each role's batchable API.
         classes: Names of the conditioning classes, index = label (empty if unconditional).
         quality_gates: Whether `ecomgan export` enforces `export.gates` (needs an evaluation).
+        evaluator: ``module:function`` behind `ecomgan evaluate`, called as
+            ``f(checkpoint, out_dir, *, data_dir, n_samples, seed, quick)``; it writes
+            ``report.md`` (and more) into ``out_dir``. Empty: the CLI's own path (products).
     """
 
     name: str
@@ -47,6 +50,7 @@ class Family:
     max_latency_ms: dict[str, int]
     classes: tuple[str, ...] = ()
     quality_gates: bool = False
+    evaluator: str = ""
 
     def model_name(self, role: str) -> str:
         """Model-store and OIP name of one role, e.g. ``products-generator``."""
@@ -59,6 +63,11 @@ class Family:
 
     def load_api(self) -> Any:
         return _import(self.api)
+
+    def load_evaluator(self) -> Any:
+        if not self.evaluator:
+            raise ValueError(f"family {self.name!r} has no evaluator")
+        return _import(self.evaluator)
 
 
 def _import(ref: str) -> Any:
@@ -90,6 +99,17 @@ FAMILIES: dict[str, Family] = {
             "Ankle boot",
         ),
         quality_gates=True,
+    ),
+    "shoppers": Family(
+        name="shoppers",
+        description="conditional tabular GAN of shoppers' browsing sessions (CTGAN class)",
+        trainer="gan.shoppers",
+        api="serving.shoppers:ShoppersAPI",
+        shipped_dir=REPO_ROOT / "models" / "shoppers",
+        # Rows are tiny (a few hundred floats): larger batches cost little latency.
+        max_batch_size={"generator": 1024, "discriminator": 1024},
+        max_latency_ms={"generator": 1000, "discriminator": 1000},
+        evaluator="gan.shoppers.evaluate:evaluate",
     ),
 }
 

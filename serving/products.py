@@ -71,21 +71,25 @@ def decode_image(data: bytes, filename: str = "image") -> np.ndarray:
 
 
 class ProductsAPI:
-    """Mixed into the entry service; needs `self.gateway` and `self.limits` (see `EntryBase`)."""
+    """Mixed into the entry service; needs `self.gateway` and `self.limits` (see `EntryBase`).
+
+    Helpers are `__private` (name-mangled per class), so family APIs mixed into one entry
+    class cannot shadow each other's.
+    """
 
     @staticmethod
     def input_ranges(role: str, metadata: dict) -> dict[str, tuple[int, int]]:
         """Valid label range of both products models."""
         return {"label": (0, len(CLASSES) - 1)}
 
-    def _count(self, count: int) -> int:
+    def __count(self, count: int) -> int:
         if not 1 <= count <= self.limits.max_items:
             raise InvalidInput(f"count must be 1..{self.limits.max_items}, got {count}")
         return count
 
-    async def _generate(self, category: str | int, count: int, seed: int | None):
+    async def __generate(self, category: str | int, count: int, seed: int | None):
         label = parse_category(category)
-        n = self._count(count)
+        n = self.__count(count)
         if seed is None:
             seed = secrets.randbelow(2**31)
         elif not 0 <= seed < 2**63:
@@ -97,8 +101,8 @@ class ProductsAPI:
         )
         return label, seed, to_uint8(out["image"])
 
-    async def _generate_arrays(self, category: str | int, count: int, seed: int | None) -> dict:
-        label, seed, pixels = await self._generate(category, count, seed)
+    async def __generate_arrays(self, category: str | int, count: int, seed: int | None) -> dict:
+        label, seed, pixels = await self.__generate(category, count, seed)
         return {
             "category": CLASSES[label],
             "label": label,
@@ -107,15 +111,15 @@ class ProductsAPI:
             "images": pixels.tolist(),
         }
 
-    async def _generate_grid(
+    async def __generate_grid(
         self, category: str | int, count: int, seed: int | None, nrow: int
     ) -> Image.Image:
         if not 1 <= nrow <= 64:
             raise InvalidInput(f"nrow must be 1..64, got {nrow}")
-        _, _, pixels = await self._generate(category, count, seed)
+        _, _, pixels = await self.__generate(category, count, seed)
         return grid(pixels, nrow=min(nrow, len(pixels)))
 
-    async def _score(self, pixels: np.ndarray, labels: np.ndarray) -> dict:
+    async def __score(self, pixels: np.ndarray, labels: np.ndarray) -> dict:
         served = self.gateway.model(FAMILY.model_name("discriminator"))
         out = await self.gateway.infer(
             served.name, {"image": to_model_range(pixels)[:, None], "label": labels}
@@ -136,21 +140,21 @@ class ProductsAPI:
             ],
         }
 
-    async def _score_upload(self, image: Path, category: str | int) -> dict:
+    async def __score_upload(self, image: Path, category: str | int) -> dict:
         data = Path(image).read_bytes()
         if len(data) > self.limits.max_body_bytes:
             raise InvalidInput(f"image is {len(data)} bytes; at most {self.limits.max_body_bytes}")
         pixels = decode_image(data, Path(image).name)[None]
         label = np.array([parse_category(category)], dtype=np.int64)
-        result = await self._score(pixels, label)
+        result = await self.__score(pixels, label)
         return {**result["results"][0], "threshold": result["threshold"]}
 
-    async def _score_arrays(self, images: list, categories: list) -> dict:
+    async def __score_arrays(self, images: list, categories: list) -> dict:
         if len(images) != len(categories):
             raise InvalidInput(
                 f"give one category per image: {len(images)} images, {len(categories)} categories"
             )
-        self._count(len(images))
+        self.__count(len(images))
         try:
             pixels = np.asarray(images, dtype=np.float32)
         except ValueError:
@@ -162,7 +166,7 @@ class ProductsAPI:
         if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 255:
             raise InvalidInput("pixel values must be finite numbers in 0..255")
         labels = np.array([parse_category(c) for c in categories], dtype=np.int64)
-        return await self._score(pixels, labels)
+        return await self.__score(pixels, labels)
 
     @bentoml.api(route="/products/generate")
     async def products_generate(
@@ -176,7 +180,7 @@ class ProductsAPI:
         Returns uint8 pixel arrays (count x 28 x 28, light product on black) and the seed used
         (`seed: null` draws one).
         """
-        return await answer(self._generate_arrays(category, count, seed))
+        return await answer(self.__generate_arrays(category, count, seed))
 
     @bentoml.api(route="/products/generate_png")
     async def products_generate_png(
@@ -187,16 +191,16 @@ class ProductsAPI:
         nrow: int = 8,
     ) -> Image.Image:
         """The same images as `/products/generate`, tiled into one PNG with `nrow` per row."""
-        return await answer(self._generate_grid(category, count, seed, nrow))
+        return await answer(self.__generate_grid(category, count, seed, nrow))
 
     @bentoml.api(route="/products/score")
     async def products_score(self, image: Path, category: str | int) -> dict:
         """Score one uploaded 28x28 grayscale PNG/JPEG: probability it is synthetic, and a label."""
-        return await answer(self._score_upload(image, category))
+        return await answer(self.__score_upload(image, category))
 
     @bentoml.api(route="/products/score_arrays")
     async def products_score_arrays(
         self, images: list[list[list[float]]], categories: list[str | int]
     ) -> dict:
         """Score a batch of 28x28 pixel arrays (values 0..255), one category per image."""
-        return await answer(self._score_arrays(images, categories))
+        return await answer(self.__score_arrays(images, categories))

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from bentoml._internal.container.generate import BENTO_PATH, BENTO_UID_GID
 
+from ecomgan.families import model_names
 from tests.conftest import REPO, base_env
 
 pytestmark = pytest.mark.integration
@@ -331,11 +332,8 @@ def test_dockerfile_exposes_both_ports_and_runs_as_the_pod_user(bentos, kind):
     assert f"BENTO_USER_UID={container_pod_uid()}" in instructions(dockerfile, "ARG")
     assert instructions(dockerfile, "WORKDIR") == ["$BENTO_PATH"]
     assert f"BENTO_PATH={BENTO_PATH}" in instructions(dockerfile, "ARG")
-    # The image carries its models: the build context holds both ONNX files.
-    assert [m.split("/")[1] for m in bento["models"]] == [
-        "products-discriminator",
-        "products-generator",
-    ]
+    # The image carries its models: the build context holds every family's ONNX files.
+    assert [m.split("/")[1] for m in bento["models"]] == sorted(model_names())
     assert bento["envs"]["ECOMGAN_SKIP_SHIPPED"] == "1"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import bentoml
@@ -187,14 +188,19 @@ def test_corrupt_int8_file_blocks_registration(qfolder, bentoml_home):
 
 
 @pytest.fixture
-def served_toy(qfolder, bentoml_home, monkeypatch) -> Path:
+def served_toy(qfolder, bentoml_home, monkeypatch) -> Iterator[Path]:
     """The toy family alone in the registry, registered with an INT8 discriminator."""
+    saved = dict(FAMILIES)  # restored as it was, order included (the registry's order is API)
     for name in [n for n in FAMILIES if n != "toy"]:
-        monkeypatch.delitem(FAMILIES, name)
+        del FAMILIES[name]
     monkeypatch.setenv("ECOMGAN_ORT_PROVIDERS", "CPUExecutionProvider")
-    quantize_folder("toy", qfolder, ["discriminator"])
-    register_folder("toy", qfolder)
-    return qfolder
+    try:
+        quantize_folder("toy", qfolder, ["discriminator"])
+        register_folder("toy", qfolder)
+        yield qfolder
+    finally:
+        FAMILIES.clear()
+        FAMILIES.update(saved)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8", None])

@@ -1,0 +1,253 @@
+"""User-facing API of the shoppers family: generate browsing sessions, score submitted ones.
+
+Rows are rebuilt from the networks' encoded vectors by the data transformer stored beside the
+models (`transformer.json`, read with numpy only; see `ecomgan.tabular`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import math
+import secrets
+from functools import cached_property
+from typing import Any, Literal
+
+import bentoml
+import numpy as np
+from starlette.responses import Response
+
+from ecomgan.families import get_family
+from ecomgan.seeding import latent
+from ecomgan.tabular import TabularTransformer
+from export.calibration import apply as apply_calibration
+from serving.errors import InvalidInput, answer
+
+FAMILY = get_family("shoppers")
+TRANSFORMER_FILE = "transformer.json"
+# Defaults double as the OpenAPI example and the tests' fixture.
+EXAMPLE_GENERATE: dict[str, Any] = {
+    "count": 3,
+    "seed": 42,
+    "conditions": {"Revenue": True, "VisitorType": "New_Visitor"},
+}
+EXAMPLE_SESSION: dict[str, Any] = {
+    "Administrative": 2,
+    "Administrative_Duration": 64.0,
+    "Informational": 0,
+    "Informational_Duration": 0.0,
+    "ProductRelated": 18,
+    "ProductRelated_Duration": 612.5,
+    "BounceRates": 0.0,
+    "ExitRates": 0.0213,
+    "PageValues": 12.3,
+    "SpecialDay": 0.0,
+    "Month": "Nov",
+    "OperatingSystems": 2,
+    "Browser": 2,
+    "Region": 1,
+    "TrafficType": 2,
+    "VisitorType": "Returning_Visitor",
+    "Weekend": False,
+    "Revenue": True,
+}
+
+
+def _json_value(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+class ShoppersAPI:
+    """Mixed into the entry service; needs `self.gateway` and `self.limits` (see `EntryBase`).
+
+    Helpers are `__private` (name-mangled per class), so family APIs mixed into one entry
+    class cannot shadow each other's.
+    """
+
+    @staticmethod
+    def input_ranges(role: str, metadata: dict) -> dict[str, tuple[int, int]]:
+        """No integer-coded inputs: both networks take float vectors."""
+        return {}
+
+    @cached_property
+    def shoppers_transformer(self) -> TabularTransformer:
+        served = self.gateway.model(FAMILY.model_name("generator"))
+        with open(served.artifacts[TRANSFORMER_FILE]) as f:
+            return TabularTransformer.from_dict(json.load(f))
+
+    def __conditions(self, conditions: dict[str, Any] | None) -> dict[str, int]:
+        tf = self.shoppers_transformer
+        if conditions is None:
+            return {}
+        if not isinstance(conditions, dict):
+            raise InvalidInput("conditions must be an object {column: value}")
+        # Column names match case-insensitively, like category values.
+        canonical = {c.name.lower(): c.name for c in tf.columns}
+        named = [canonical.get(col.lower(), col) for col in conditions]
+        if len(set(named)) != len(named):
+            raise InvalidInput(f"each column may be conditioned once; got {list(conditions)}")
+        try:
+            chosen = {
+                canonical.get(col.lower(), col): tf.category_index(
+                    canonical.get(col.lower(), col), value
+                )
+                for col, value in conditions.items()
+            }
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        if not tf.cooccurs(chosen):
+            raise InvalidInput(
+                f"no training session has {_describe(tf, chosen)} together, so the generator "
+                "cannot produce it; drop or change a condition"
+            )
+        return chosen
+
+    async def __run_chunks(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Send a long table through the model in requests of at most `max_items` rows."""
+        n, step = len(next(iter(inputs.values()))), self.limits.max_items
+        parts = await asyncio.gather(
+            *(
+                self.gateway.infer(name, {k: v[i : i + step] for k, v in inputs.items()})
+                for i in range(0, n, step)
+            )
+        )
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    async def __generate(
+        self, count: int, seed: int | None, conditions: dict[str, Any] | None
+    ) -> tuple[int, dict[str, int], dict[str, np.ndarray]]:
+        if isinstance(count, bool) or not 1 <= count <= self.limits.max_rows:
+            raise InvalidInput(f"count must be 1..{self.limits.max_rows}, got {count}")
+        if seed is None:
+            seed = secrets.randbelow(2**31)
+        elif not 0 <= seed < 2**63:
+            raise InvalidInput(f"seed must be 0..2**63-1, got {seed}")
+        chosen = self.__conditions(conditions)
+        tf = self.shoppers_transformer
+        served = self.gateway.model(FAMILY.model_name("generator"))
+        nz = served.signature.inputs[0].item_shape[0]
+        out = await self.__run_chunks(
+            served.name, {"z": latent(count, nz, seed), "cond": tf.cond_vector(chosen, count)}
+        )
+        rows = tf.decode(out["x"])
+        tf.apply_conditions(rows, chosen)
+        return seed, chosen, rows
+
+    async def __generate_response(
+        self, count: int, seed: int | None, conditions: dict | None, fmt: str
+    ) -> Any:
+        if fmt not in ("json", "csv"):
+            raise InvalidInput(f"format must be 'json' or 'csv', got {fmt!r}")
+        seed, chosen, rows = await self.__generate(count, seed, conditions)
+        names = [c.name for c in self.shoppers_transformer.columns]
+        columns = [rows[name].tolist() for name in names]
+        if fmt == "csv":
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\n")
+            writer.writerow(names)
+            writer.writerows(zip(*columns, strict=True))
+            return Response(
+                buf.getvalue(), media_type="text/csv", headers={"X-Ecomgan-Seed": str(seed)}
+            )
+        return {
+            "seed": seed,
+            "conditions": {col: _json_value(self.__category(col, i)) for col, i in chosen.items()},
+            "columns": names,
+            "rows": [
+                dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)
+            ],
+        }
+
+    def __category(self, column: str, index: int) -> Any:
+        spec = next(c for c in self.shoppers_transformer.columns if c.name == column)
+        return spec.categories[index]
+
+    def __session_columns(self, sessions: list) -> dict[str, np.ndarray]:
+        """Validate submitted sessions and turn them into typed column arrays."""
+        tf = self.shoppers_transformer
+        if not isinstance(sessions, list) or not 1 <= len(sessions) <= self.limits.max_rows:
+            raise InvalidInput(f"sessions must be a list of 1..{self.limits.max_rows} objects")
+        specs = tf.columns
+        names = {c.name for c in specs}
+        values: dict[str, list] = {c.name: [] for c in specs}
+        for i, session in enumerate(sessions):
+            if not isinstance(session, dict):
+                raise InvalidInput(f"session {i} must be an object {{column: value}}")
+            missing, extra = sorted(names - set(session)), sorted(set(session) - names)
+            if missing or extra:
+                raise InvalidInput(
+                    f"session {i}: "
+                    + (f"missing columns {missing}" if missing else "")
+                    + ("; " if missing and extra else "")
+                    + (f"unknown columns {extra}" if extra else "")
+                    + f"; a session has exactly these columns: {[c.name for c in specs]}"
+                )
+            for spec in specs:
+                values[spec.name].append(_check_value(tf, spec, session[spec.name], i))
+        return {
+            spec.name: np.asarray(values[spec.name], dtype=None if spec.discrete else float)
+            for spec in specs
+        }
+
+    async def __score(self, sessions: list) -> dict:
+        tf = self.shoppers_transformer
+        x = tf.encode(self.__session_columns(sessions)).astype(np.float32)
+        served = self.gateway.model(FAMILY.model_name("discriminator"))
+        logits = (await self.__run_chunks(served.name, {"x": x}))["logit"].reshape(-1)
+        calibration = served.metadata["calibration"]
+        p_fake, flagged = apply_calibration(calibration, logits)
+        return {
+            "threshold": calibration["threshold"],
+            "target_fpr": calibration["target_fpr"],
+            "results": [
+                {"p_implausible": float(p), "implausible": bool(f), "logit": float(lg)}
+                for p, f, lg in zip(p_fake, flagged, logits, strict=True)
+            ],
+        }
+
+    @bentoml.api(route="/shoppers/generate")
+    async def shoppers_generate(
+        self,
+        count: int = EXAMPLE_GENERATE["count"],
+        seed: int | None = EXAMPLE_GENERATE["seed"],
+        conditions: dict[str, str | int | bool] | None = EXAMPLE_GENERATE["conditions"],
+        format: Literal["json", "csv"] = "json",
+    ) -> dict:
+        """Generate `count` synthetic browsing sessions; same seed and conditions -> same rows.
+
+        `conditions` fixes categorical columns (e.g. `{"Revenue": true, "Month": "Nov"}`); every
+        returned row meets them. `format: "csv"` answers text/csv with a header row.
+        """
+        return await answer(self.__generate_response(count, seed, conditions, format))
+
+    @bentoml.api(route="/shoppers/score")
+    async def shoppers_score(self, sessions: list[dict[str, Any]] = [EXAMPLE_SESSION]) -> dict:  # noqa: B006
+        """Score sessions: probability each is synthetic/implausible, and a flag at the
+        calibrated threshold (1% of real sessions flagged)."""
+        return await answer(self.__score(sessions))
+
+
+def _describe(tf: TabularTransformer, chosen: dict[str, int]) -> str:
+    by_name = {c.name: c for c in tf.columns}
+    return ", ".join(f"{col}={by_name[col].categories[i]}" for col, i in chosen.items())
+
+
+def _check_value(tf: TabularTransformer, spec, value: Any, row: int) -> Any:
+    """One submitted value, checked against its column's kind: the typed category or a float."""
+    where = f"session {row}: {spec.name}"
+    if spec.discrete:
+        try:
+            return spec.categories[tf.category_index(spec.name, value)]
+        except ValueError as exc:
+            raise InvalidInput(f"session {row}: {exc}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInput(f"{where} must be a finite number, got {value!r}")
+    if spec.kind == "count" and (value < 0 or value != int(value)):
+        raise InvalidInput(f"{where} counts pages: a non-negative integer, got {value!r}")
+    if spec.kind in ("duration", "amount") and value < 0:
+        raise InvalidInput(f"{where} must be >= 0, got {value!r}")
+    if spec.kind == "rate" and not 0 <= value <= 1:
+        raise InvalidInput(f"{where} is a rate in [0, 1], got {value!r}")
+    return float(value)
