@@ -175,8 +175,14 @@ def time_torch(net, model: str, nz: int, n: int, seconds: float) -> Timing:
     return _time(step, n, seconds, device, model, "pytorch eager")
 
 
-def run(batches=BATCHES, seconds: float = 1.5, log=print) -> tuple[list[Timing], str, str]:
-    """Every runtime x model x batch size; returns (timings, primary ORT provider, weights note)."""
+def run(
+    batches=BATCHES, seconds: float = 1.5, log=print, trials: int = 3
+) -> tuple[list[Timing], str, str]:
+    """Every runtime x model x batch size; returns (timings, primary ORT provider, weights note).
+
+    Each point is the median of `trials` timings, the runtimes alternating, so a burst of
+    load from elsewhere on a shared machine moves one trial, not the result.
+    """
     import onnxruntime as ort
 
     have = ort.get_available_providers()
@@ -186,9 +192,12 @@ def run(batches=BATCHES, seconds: float = 1.5, log=print) -> tuple[list[Timing],
     rows = []
     for model, net in (("generator", gen), ("discriminator", disc)):
         for n in batches:
-            for provider in providers:
-                rows.append(time_ort(model, provider, nz, n, seconds))
+            runs: dict[str, list[Timing]] = {}
+            for _ in range(trials):
+                for provider in providers:
+                    runs.setdefault(provider, []).append(time_ort(model, provider, nz, n, seconds))
+                runs.setdefault("torch", []).append(time_torch(net, model, nz, n, seconds))
+            for timings in runs.values():
+                rows.append(sorted(timings, key=lambda t: t.images_per_s)[len(timings) // 2])
                 log(rows[-1])
-            rows.append(time_torch(net, model, nz, n, seconds))
-            log(rows[-1])
     return rows, providers[0], note

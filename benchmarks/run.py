@@ -50,6 +50,7 @@ class Plan:
         warmup: Unmeasured run before each level (connections, the batcher's wait estimate).
         batches: Batch sizes of the in-process ceiling.
         ceiling_seconds: Duration of each in-process timing.
+        ceiling_trials: In-process timings per point (alternating runtimes); the median counts.
         big_batch: Images per request of the large-request row ...
         big_clients: ... and its clients.
         batching_clients: Clients of the batching-off comparison (gRPC).
@@ -62,6 +63,7 @@ class Plan:
     warmup: float = 2.0
     batches: tuple[int, ...] = ceiling.BATCHES
     ceiling_seconds: float = 1.5
+    ceiling_trials: int = 3
     big_batch: int = 64
     big_clients: int = 4
     batching_clients: int = 64
@@ -84,6 +86,7 @@ SMOKE = Plan(
     warmup=0.1,
     batches=(1, 64),
     ceiling_seconds=0.2,
+    ceiling_trials=1,
     big_clients=2,
     batching_clients=16,
     create_kserve_venv=False,
@@ -194,7 +197,9 @@ def run(plan: Plan, out: Path) -> dict:
         "ORT intra-op threads and no batching; KServe per-request latency logging is off.",
     ]
     print("in-process ceiling ...", flush=True)
-    timings, provider, weights = ceiling.run(plan.batches, plan.ceiling_seconds)
+    timings, provider, weights = ceiling.run(
+        plan.batches, plan.ceiling_seconds, trials=plan.ceiling_trials
+    )
     ort_device = "cuda" if provider == "CUDAExecutionProvider" else "cpu"
     home = registered_home()
     try:
@@ -207,8 +212,9 @@ def run(plan: Plan, out: Path) -> dict:
         "machine": machine,
         "plan": (
             f"{'smoke, ' if plan == SMOKE else ''}levels {list(plan.levels)}, {plan.seconds:g} s "
-            f"per level after {plan.warmup:g} s warm-up, ceiling {plan.ceiling_seconds:g} s "
-            f"per point; took {time.monotonic() - t0:.0f} s"
+            f"per level after {plan.warmup:g} s warm-up, ceiling: median of "
+            f"{plan.ceiling_trials} x {plan.ceiling_seconds:g} s per point; "
+            f"took {time.monotonic() - t0:.0f} s"
         ),
         "weights": weights,
         "ort_device": ort_device,
