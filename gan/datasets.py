@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.request
-import uuid
 from pathlib import Path
 
 SYSTEM_ROOT = Path("/usr/share/datasets")
@@ -49,21 +48,6 @@ def search_dirs(
     dirs.append(SYSTEM_ROOT / subdir)
     dirs.append(cache_dir(subdir))
     return dirs
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path`` and rename it into place (fsynced)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def fetch(url: str, sha256: str | None = None, timeout: float = 60) -> bytes:

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gan.datasets import DatasetNotFoundError, fetch, offline, search_dirs, write_atomic
+from ecomgan.files import atomic_write
+from gan.datasets import DatasetNotFoundError, fetch, offline, search_dirs
 
 FILENAME = "online_shoppers_intention.csv"
 SUBDIR = "shoppers"
@@ -96,7 +97,8 @@ def _download(dest: Path) -> Path:
         member = next((n for n in z.namelist() if n.endswith(FILENAME)), None)
         if member is None:
             raise ValueError(f"{URL} holds no {FILENAME} (members: {z.namelist()})")
-        write_atomic(dest, z.read(member))
+        with atomic_write(dest) as out:
+            out.write(z.read(member))
     return dest
 
 
