@@ -269,19 +269,12 @@ def read_manifest(folder: Path, family: Family) -> dict[str, Any]:
     return manifest
 
 
-def verify_file(folder: Path, manifest: dict[str, Any], role: str) -> Path:
-    """The role's ONNX file, after checking its sha256 against the manifest.
+def _verified(path: Path, entry: dict[str, Any], fix: str) -> Path:
+    """``path`` after checking it exists and matches the manifest entry's sha256.
 
     Raises:
-        ArtifactError: The file is missing or its bytes differ from what was exported.
+        ArtifactError: Missing, or its bytes differ; the message ends with ``fix``.
     """
-    entry = manifest["roles"][role]
-    path = Path(folder) / entry["file"]
-    fix = (
-        f"restore it (`git checkout -- {path}`; `git lfs pull` if it is a Git LFS pointer) "
-        f"or re-export the folder with "
-        f"`ecomgan export --family {manifest['family']} --checkpoint CKPT`"
-    )
     if not path.is_file():
         raise ArtifactError(f"{path} is missing but listed in {MANIFEST}; {fix}")
     digest = sha256_file(path)
@@ -291,6 +284,25 @@ def verify_file(folder: Path, manifest: dict[str, Any], role: str) -> Path:
             f"{MANIFEST} expects {entry['sha256']} ({entry.get('size_bytes')} bytes); {fix}"
         )
     return path
+
+
+def _reexport_fix(path: Path, manifest: dict[str, Any]) -> str:
+    return (
+        f"restore it (`git checkout -- {path}`; `git lfs pull` if it is a Git LFS pointer) "
+        f"or re-export the folder with "
+        f"`ecomgan export --family {manifest['family']} --checkpoint CKPT`"
+    )
+
+
+def verify_file(folder: Path, manifest: dict[str, Any], role: str) -> Path:
+    """The role's ONNX file, after checking its sha256 against the manifest.
+
+    Raises:
+        ArtifactError: The file is missing or its bytes differ from what was exported.
+    """
+    entry = manifest["roles"][role]
+    path = Path(folder) / entry["file"]
+    return _verified(path, entry, _reexport_fix(path, manifest))
 
 
 def verify_int8_file(folder: Path, manifest: dict[str, Any], role: str) -> Path | None:
@@ -307,11 +319,7 @@ def verify_int8_file(folder: Path, manifest: dict[str, Any], role: str) -> Path 
         f"restore it (`git checkout -- {path}`) or quantise again with "
         f"`ecomgan quantize --family {manifest['family']} --folder {folder} --roles {role}`"
     )
-    if not path.is_file():
-        raise ArtifactError(f"{path} is missing but listed in {MANIFEST}; {fix}")
-    if sha256_file(path) != entry["sha256"]:
-        raise ArtifactError(f"{path} is corrupt or was replaced (sha256 differs); {fix}")
-    return path
+    return _verified(path, entry, fix)
 
 
 def _role_files(folder: Path, manifest: dict[str, Any], role: str) -> dict[str, Path]:
@@ -329,19 +337,11 @@ def verify_artifacts(folder: Path, manifest: dict[str, Any]) -> dict[str, Path]:
     Raises:
         ArtifactError: An artifact is missing or its bytes differ from what was exported.
     """
-    paths = {}
-    for name, entry in manifest.get("artifacts", {}).items():
-        path = Path(folder) / name
-        fix = (
-            f"restore it (`git checkout -- {path}`) or re-export the folder with "
-            f"`ecomgan export --family {manifest['family']} --checkpoint CKPT`"
-        )
-        if not path.is_file():
-            raise ArtifactError(f"{path} is missing but listed in {MANIFEST}; {fix}")
-        if sha256_file(path) != entry["sha256"]:
-            raise ArtifactError(f"{path} is corrupt or was replaced (sha256 differs); {fix}")
-        paths[name] = path
-    return paths
+    folder = Path(folder)
+    return {
+        name: _verified(folder / name, entry, _reexport_fix(folder / name, manifest))
+        for name, entry in manifest.get("artifacts", {}).items()
+    }
 
 
 def _register_role(

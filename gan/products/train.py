@@ -12,9 +12,8 @@ matches the one-process run with the same seed up to the order of floating-point
 """
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
 
 import torch
 import torch.nn.functional as F
@@ -23,9 +22,11 @@ from tqdm import tqdm
 from gan import distributed as gan_dist
 from gan.common import (
     EMA,
+    FlatConfig,
     MetricsLog,
     latent,
     load_checkpoint,
+    option,
     save_checkpoint,
     save_grid,
     seed_everything,
@@ -37,12 +38,8 @@ FAMILY = "products"
 LOSSES = ("hinge", "bce")
 
 
-def _opt(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(FlatConfig):
     """Every setting of a training run; flat so that the CLI can turn fields into flags.
 
     Field types are plain ``int``/``float``/``str`` (no ``from __future__ import
@@ -53,24 +50,24 @@ class TrainConfig:
     diversity across z in pilot runs.
     """
 
-    seed: int = _opt(0, "seed for weights, minibatches, noise and the fixed sample noise")
-    steps: int = _opt(3000, "total generator updates (~11-13 min on 2 CPU cores)")
-    batch_size: int = _opt(64, "images per minibatch")
-    lr_g: float = _opt(2e-4, "generator Adam learning rate")
-    lr_d: float = _opt(2e-4, "discriminator Adam learning rate")
-    beta1: float = _opt(0.0, "Adam beta1, both networks")
-    beta2: float = _opt(0.9, "Adam beta2, both networks")
-    n_critic: int = _opt(1, "discriminator updates per generator update")
-    loss: str = _opt("hinge", "adversarial loss: 'hinge' or 'bce' (non-saturating)")
-    ema_decay: float = _opt(0.999, "decay of the generator weight average used for samples")
-    sample_every: int = _opt(500, "steps between sample grids in OUT/samples/")
-    checkpoint_every: int = _opt(500, "steps between checkpoints (one is also written at the end)")
-    log_every: int = _opt(50, "steps between lines in OUT/metrics.jsonl")
-    num_threads: int = _opt(0, "torch CPU threads; 0 keeps torch's default (one per core)")
-    nz: int = _opt(64, "latent size")
-    ngf: int = _opt(48, "generator width")
-    ndf: int = _opt(48, "discriminator width")
-    embed_dim: int = _opt(32, "generator label-embedding size")
+    seed: int = option(0, "seed for weights, minibatches, noise and the fixed sample noise")
+    steps: int = option(3000, "total generator updates (~11-13 min on 2 CPU cores)")
+    batch_size: int = option(64, "images per minibatch")
+    lr_g: float = option(2e-4, "generator Adam learning rate")
+    lr_d: float = option(2e-4, "discriminator Adam learning rate")
+    beta1: float = option(0.0, "Adam beta1, both networks")
+    beta2: float = option(0.9, "Adam beta2, both networks")
+    n_critic: int = option(1, "discriminator updates per generator update")
+    loss: str = option("hinge", "adversarial loss: 'hinge' or 'bce' (non-saturating)")
+    ema_decay: float = option(0.999, "decay of the generator weight average used for samples")
+    sample_every: int = option(500, "steps between sample grids in OUT/samples/")
+    checkpoint_every: int = option(500, "steps between checkpoints (and one at the end)")
+    log_every: int = option(50, "steps between lines in OUT/metrics.jsonl")
+    num_threads: int = option(0, "torch CPU threads; 0 keeps torch's default (one per core)")
+    nz: int = option(64, "latent size")
+    ngf: int = option(48, "generator width")
+    ndf: int = option(48, "discriminator width")
+    embed_dim: int = option(32, "generator label-embedding size")
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -82,16 +79,6 @@ class TrainConfig:
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(self.nz, len(CATEGORIES), self.ngf, self.ndf, self.embed_dim)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Self:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
-        return cls(**d)
 
 
 def _d_losses(kind: str, out_real: torch.Tensor, out_fake: torch.Tensor):

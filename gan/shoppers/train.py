@@ -11,9 +11,8 @@ checkpoint holds the transformer's JSON document, so it is self-contained.
 
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
 
 import pandas as pd
 import torch
@@ -23,10 +22,12 @@ from tqdm import tqdm
 from ecomgan.tabular import TabularTransformer
 from gan.common import (
     EMA,
+    FlatConfig,
     MetricsLog,
     atomic_write,
     latent,
     load_checkpoint,
+    option,
     save_checkpoint,
     seed_everything,
 )
@@ -37,43 +38,39 @@ from gan.shoppers.transformer import CondSampler, fit_transformer
 FAMILY = "shoppers"
 
 
-def _opt(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(FlatConfig):
     """Every setting of a training run; flat so that the CLI can turn fields into flags.
 
     Field types are plain ``int``/``float``/``str`` (no ``from __future__ import
     annotations`` here, so ``dataclasses.fields(TrainConfig)[i].type`` is the class).
     """
 
-    seed: int = _opt(0, "seed for weights, mixtures, minibatches and noise")
-    split_seed: int = _opt(0, "seed of the stratified train/test split (train rows only are used)")
-    steps: int = _opt(3000, "total generator updates (~2-3 min on 2 idle CPU cores)")
-    batch_size: int = _opt(500, "rows per minibatch (a multiple of pac)")
-    lr_g: float = _opt(2e-4, "generator Adam learning rate")
-    lr_d: float = _opt(2e-4, "critic and detector Adam learning rate")
-    beta1: float = _opt(0.5, "Adam beta1, all networks")
-    beta2: float = _opt(0.9, "Adam beta2, all networks")
-    weight_decay: float = _opt(1e-6, "Adam weight decay of generator and critic (as CTGAN)")
-    n_critic: int = _opt(1, "critic updates per generator update")
-    gp_weight: float = _opt(10.0, "WGAN-GP gradient-penalty weight")
-    pac: int = _opt(10, "rows packed into one critic input (PacGAN)")
-    free_fraction: float = _opt(0.3, "share of rows drawn uniformly instead of by sampling")
-    extra_prob: float = _opt(0.1, "chance each other discrete column of a row is also a condition")
-    ema_decay: float = _opt(0.99, "decay of the generator weight average used for samples")
-    checkpoint_every: int = _opt(500, "steps between checkpoints (one is also written at the end)")
-    sample_every: int = _opt(500, "steps between OUT/samples/latest.csv (200 free rows)")
-    log_every: int = _opt(50, "steps between lines in OUT/metrics.jsonl")
-    num_threads: int = _opt(0, "torch CPU threads; 0 keeps torch's default (one per core)")
-    nz: int = _opt(128, "latent size fed to the generator body (Gumbel noise comes on top)")
-    gen_width: int = _opt(256, "width of each generator residual block")
-    gen_depth: int = _opt(2, "number of generator residual blocks")
-    critic_width: int = _opt(256, "width of the critic's two hidden layers")
-    tau: float = _opt(0.2, "softmax temperature of the generator's one-hot outputs")
-    gumbel: float = _opt(1.0, "Gumbel noise scale on one-hot outputs (0: plain softmax)")
+    seed: int = option(0, "seed for weights, mixtures, minibatches and noise")
+    split_seed: int = option(0, "seed of the stratified train/test split (trains on train rows)")
+    steps: int = option(3000, "total generator updates (~4 min on 2 idle CPU cores)")
+    batch_size: int = option(500, "rows per minibatch (a multiple of pac)")
+    lr_g: float = option(2e-4, "generator Adam learning rate")
+    lr_d: float = option(2e-4, "critic and detector Adam learning rate")
+    beta1: float = option(0.5, "Adam beta1, all networks")
+    beta2: float = option(0.9, "Adam beta2, all networks")
+    weight_decay: float = option(1e-6, "Adam weight decay of generator and critic (as CTGAN)")
+    n_critic: int = option(1, "critic updates per generator update")
+    gp_weight: float = option(10.0, "WGAN-GP gradient-penalty weight")
+    pac: int = option(10, "rows packed into one critic input (PacGAN)")
+    free_fraction: float = option(0.3, "share of rows drawn uniformly instead of by sampling")
+    extra_prob: float = option(0.1, "chance each other discrete column of a row also conditions")
+    ema_decay: float = option(0.99, "decay of the generator weight average used for samples")
+    checkpoint_every: int = option(500, "steps between checkpoints (and one at the end)")
+    sample_every: int = option(500, "steps between OUT/samples/latest.csv (200 free rows)")
+    log_every: int = option(50, "steps between lines in OUT/metrics.jsonl")
+    num_threads: int = option(0, "torch CPU threads; 0 keeps torch's default (one per core)")
+    nz: int = option(128, "latent size fed to the generator body (Gumbel noise comes on top)")
+    gen_width: int = option(256, "width of each generator residual block")
+    gen_depth: int = option(2, "number of generator residual blocks")
+    critic_width: int = option(256, "width of the critic's two hidden layers")
+    tau: float = option(0.2, "softmax temperature of the generator's one-hot outputs")
+    gumbel: float = option(1.0, "Gumbel noise scale on one-hot outputs (0: plain softmax)")
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "n_critic", "pac", "checkpoint_every", "sample_every",
@@ -93,16 +90,6 @@ class TrainConfig:
             tuple(transformer.output_info()), (self.gen_width,) * self.gen_depth,
             (self.critic_width,) * 2, pac=self.pac, tau=self.tau, gumbel=self.gumbel,
         )  # fmt: skip
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Self:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
-        return cls(**d)
 
 
 def round_trip(transformer: TabularTransformer, x: torch.Tensor) -> torch.Tensor:
