@@ -15,6 +15,8 @@ import bentoml
 from serving import oip_http
 from serving.auth import BearerAuthMiddleware
 from serving.catalog import verify_models
+from serving.edge import EdgeValidation
+from serving.limits import Limits
 from serving.services import (
     EntryBase,
     entry_config,
@@ -50,4 +52,8 @@ class EcomGAN(EntryBase, model_refs(), *family_api_bases()):
         discriminator = bentoml.depends(Discriminator)
 
 
+# Outermost first: the token is checked before anything else is read.
 EcomGAN.add_asgi_middleware(BearerAuthMiddleware)  # a no-op unless ECOMGAN_API_TOKEN is set
+EcomGAN.add_asgi_middleware(
+    EdgeValidation, apis=EcomGAN.apis, max_body_bytes=Limits.from_env().max_body_bytes
+)

@@ -187,9 +187,50 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_onnx(path: Path) -> bool:
+    """ONNX files are protobufs that start with the ir_version field (tag 0x08)."""
+    if path.suffix == ".onnx":
+        return True
+    try:
+        with path.open("rb") as f:
+            return f.read(1) == b"\x08"
+    except OSError:
+        return False
+
+
+def _sample_onnx(args: argparse.Namespace) -> int:
+    from serving import sampling
+
+    if args.model:
+        family, run, nz, artifacts = sampling.from_store(args.model)
+    else:
+        family, run, nz, artifacts = sampling.from_folder(Path(args.folder))
+    conditions = dict(c.partition("=")[::2] for c in args.condition or [])
+    message = family.load_api().write_samples(
+        run,
+        nz,
+        artifacts,
+        Path(args.out or "samples"),
+        count=args.count,
+        seed=args.seed,
+        category=args.category,
+        conditions=conditions,
+    )
+    print(message)
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from ecomgan.images import grid, to_uint8
 
+    if args.checkpoint is None:
+        return _sample_onnx(args)
+    if _is_onnx(Path(args.checkpoint)):
+        raise ValueError(
+            f"{args.checkpoint} is an ONNX model, not a training checkpoint; sample an exported "
+            "folder with --from DIR (e.g. --from models/products) or a registered model with "
+            "--model FAMILY"
+        )
     family = get_family(args.family)
     trainer = family.load_trainer()
     if hasattr(trainer, "sample_frame"):  # tabular: rows to CSV, optionally conditioned
@@ -202,7 +243,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.condition:
         print("--condition applies to tabular families; use --category", file=sys.stderr)
         return 2
-    label = args.category
+    label = args.category or "0"
     if family.classes and not label.isdigit():
         names = {c.lower(): i for i, c in enumerate(family.classes)}
         if label.lower() not in names:
@@ -217,8 +258,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from serving.ports import PortInUseError, check_free
     from serving.shipped import ensure_shipped_models
 
+    try:
+        check_free(args.port, args.host, "--port")
+        if os.environ.get("ECOMGAN_GRPC", "on").lower() not in ("0", "off", "false", "no"):
+            check_free(args.grpc_port, "0.0.0.0", "--grpc-port (or ECOMGAN_GRPC_PORT)")
+    except PortInUseError as exc:
+        print(f"ecomgan serve: {exc}", file=sys.stderr)
+        return 2
     for name, tag in ensure_shipped_models().items():
         print(f"model {name}: {tag}")
     os.environ["ECOMGAN_GRPC_PORT"] = str(args.grpc_port)
@@ -341,11 +390,31 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser(
-        "sample", help="write samples from a checkpoint (PNG grid of images, or CSV rows)"
+        "sample",
+        help="write samples (PNG grid of images, or CSV rows) from a registered model, an "
+        "exported folder or a training checkpoint",
     )
-    p.add_argument("--family", default="products", choices=list(FAMILIES), help=family_help)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--category", default="0", help="class name or index (image families)")
+    p.add_argument(
+        "--family",
+        default="products",
+        choices=list(FAMILIES),
+        help=f"{family_help} (with --checkpoint)",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--model",
+        choices=list(FAMILIES),
+        help="the family's latest generator in the model store (the shipped default is "
+        "registered first if the store has none)",
+    )
+    source.add_argument(
+        "--from",
+        dest="folder",
+        metavar="DIR",
+        help="an exported folder: models/<family> or what `ecomgan export --out` wrote",
+    )
+    source.add_argument("--checkpoint", help="a training checkpoint (checkpoint.pt)")
+    p.add_argument("--category", help="class name or index (image families; default 0)")
     p.add_argument(
         "--condition",
         action="append",
@@ -388,6 +457,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except (ValueError, FileNotFoundError, RuntimeError) as exc:  # QualityGateError too
         print(f"ecomgan {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from serving.errors import ServingError
+
+        if not isinstance(exc, ServingError):  # input refused by a family's serving code
+            raise
+        print(f"ecomgan {args.command}: error: {exc.message}", file=sys.stderr)
         return 2
 
 

@@ -8,8 +8,11 @@ of every discrete column's one-hot block; an all-zero block leaves that column f
 
 Decoding always applies the column constraints (counts: non-negative integers; durations,
 amounts: >= 0; rates: [0, 1]; every value within the observed training range), so any finite
-network output becomes a valid row. The fitted state is a versioned JSON document
-(``to_dict``/``from_dict``); fitting itself lives with the training code.
+network output becomes a valid row. Cross-column rules that hold on every training row
+(`Rule`, found by `derive_rules`: no pages of a type means no time on that type; a value that
+is zero outside some categories) are enforced after decoding and after conditions are applied.
+The fitted state is a versioned JSON document (``to_dict``/``from_dict``); fitting itself lives
+with the training code.
 """
 
 from __future__ import annotations
@@ -84,6 +87,94 @@ class ColumnSpec:
             raise ValueError(f"{where}: unknown kind {self.kind!r}")
 
 
+RULE_KINDS = ("zero_if_zero", "zero_unless")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A cross-column rule that every training row obeys; decoding enforces it.
+
+    Attributes:
+        kind: ``"zero_if_zero"``: ``column`` is 0 wherever ``source`` is 0 (no pages of a type,
+            no time on it). ``"zero_unless"``: ``column`` is 0 unless ``source`` (a discrete
+            column) is one of ``categories``.
+        column: The continuous column the rule sets to 0.
+        source: The column the rule reads.
+        categories: Where ``column`` may be non-zero (``zero_unless`` only).
+    """
+
+    kind: str
+    column: str
+    source: str
+    categories: tuple[Any, ...] = ()
+
+    def zeroed(self, rows: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Boolean mask of the rows where the rule requires ``column == 0``."""
+        src = np.asarray(rows[self.source])
+        if self.kind == "zero_if_zero":
+            return src == 0
+        allowed = {_key(c) for c in self.categories}
+        return np.array([_key(v) not in allowed for v in src.tolist()], dtype=bool)
+
+    def violations(self, rows: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Boolean mask of the rows that break the rule."""
+        return self.zeroed(rows) & (np.asarray(rows[self.column]) != 0)
+
+    def enforce(self, rows: dict[str, np.ndarray]) -> None:
+        """Set ``column`` to 0 where the rule requires it (in place, keeping the dtype)."""
+        col = np.array(rows[self.column], copy=True)
+        col[self.zeroed(rows)] = 0
+        rows[self.column] = col
+
+    def describe(self) -> str:
+        if self.kind == "zero_if_zero":
+            return f"{self.column} is 0 when {self.source} is 0"
+        return f"{self.column} is 0 unless {self.source} is one of {list(self.categories)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind, "column": self.column, "source": self.source}
+        if self.categories:
+            d["categories"] = [_typed(c) for c in self.categories]
+        return d
+
+
+def derive_rules(
+    columns: Mapping[str, np.ndarray],
+    specs: tuple[ColumnSpec, ...],
+    min_support: float = 0.002,
+    min_excluded: float = 0.1,
+) -> list[Rule]:
+    """The rules of both kinds that hold on every row of a table.
+
+    A rule must matter: the rows it zeroes are at least ``min_support`` of the table
+    (``min_excluded`` for ``zero_unless``, so that a rare category alone does not make a rule),
+    and ``column`` is non-zero in at least ``min_support`` of the rows.
+    """
+    n = len(next(iter(columns.values())))
+    rules: list[Rule] = []
+    targets = [c for c in specs if not c.discrete]
+    for t in targets:
+        col = np.asarray(columns[t.name], dtype=float)
+        if (col != 0).mean() < min_support:
+            continue
+        for s in specs:
+            if s.name == t.name:
+                continue
+            src = np.asarray(columns[s.name])
+            if s.kind == "count":
+                zero = src == 0
+                if zero.mean() >= min_support and not col[zero].any():
+                    rules.append(Rule("zero_if_zero", t.name, s.name))
+            elif s.discrete:
+                keys = np.array([_key(v) for v in src.tolist()], dtype=object)
+                allowed = {k for k in set(keys.tolist()) if col[keys == k].any()}
+                excluded = ~np.isin(keys, list(allowed))
+                if excluded.sum() >= min_excluded * n:
+                    cats = tuple(c for c in s.categories if _key(c) in allowed)
+                    rules.append(Rule("zero_unless", t.name, s.name, cats))
+    return rules
+
+
 def _key(value: Any) -> Any:
     """Lookup key of a category: case-insensitive strings, bools and ints as themselves."""
     if isinstance(value, bool | np.bool_):
@@ -113,6 +204,7 @@ class TabularTransformer:
         self,
         columns: tuple[ColumnSpec, ...],
         cooccurrence: Mapping[tuple[str, str], set[tuple[int, int]]] | None = None,
+        rules: tuple[Rule, ...] = (),
     ) -> None:
         self.columns = tuple(columns)
         for c in self.columns:
@@ -135,6 +227,12 @@ class TabularTransformer:
             c.name: {_key(v): i for i, v in enumerate(c.categories)} for c in self.columns
         }
         self.cooccurrence = {k: set(v) for k, v in (cooccurrence or {}).items()}
+        self.rules = tuple(rules)
+        for r in self.rules:
+            if r.kind not in RULE_KINDS or r.column not in self._by_name or (
+                r.source not in self._by_name
+            ):
+                raise ValueError(f"rule {r} names an unknown kind or column")
 
     def output_info(self) -> list[tuple[int, int, str]]:
         """``(start, end, activation)`` spans of an encoded row: ``"tanh"`` or ``"softmax"``."""
@@ -218,7 +316,17 @@ class TabularTransformer:
             if c.transform == "log1p":
                 v = np.expm1(np.minimum(v, 700.0))
             rows[c.name] = self._constrain(c, v)
+        self.apply_rules(rows)
         return rows
+
+    def apply_rules(self, rows: dict[str, np.ndarray]) -> None:
+        """Enforce every cross-column rule on decoded rows (in place)."""
+        for rule in self.rules:
+            rule.enforce(rows)
+
+    def rule_violations(self, rows: Mapping[str, np.ndarray]) -> dict[str, int]:
+        """Rule description -> number of rows breaking it (evaluation and tests)."""
+        return {r.describe(): int(r.violations(rows).sum()) for r in self.rules}
 
     @staticmethod
     def _constrain(c: ColumnSpec, v: np.ndarray) -> np.ndarray:
@@ -281,11 +389,13 @@ class TabularTransformer:
         return cond
 
     def apply_conditions(self, rows: dict[str, np.ndarray], conditions: Mapping[str, int]) -> None:
-        """Set each conditioned column of decoded ``rows`` to its value, in place."""
+        """Set each conditioned column of decoded ``rows`` to its value, in place; the rules
+        are enforced again, since a condition may change what they require."""
         self._check_conditions(conditions)
         for name, idx in conditions.items():
             n = len(rows[name])
             rows[name] = np.full(n, np.asarray(self._by_name[name].categories)[int(idx)])
+        self.apply_rules(rows)
 
     def cooccurs(self, conditions: Mapping[str, int]) -> bool:
         """Whether training rows had every conditioned value, and every pair of them together."""
@@ -330,7 +440,10 @@ class TabularTransformer:
             {"columns": [a, b], "pairs": sorted([int(i), int(j)] for i, j in seen)}
             for (a, b), seen in self.cooccurrence.items()
         ]
-        return {"format": self.FORMAT, "columns": cols, "cooccurrence": pairs}
+        doc = {"format": self.FORMAT, "columns": cols, "cooccurrence": pairs}
+        if self.rules:  # optional member: documents without it have no rules
+            doc["rules"] = [r.to_dict() for r in self.rules]
+        return doc
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TabularTransformer:
@@ -358,6 +471,10 @@ class TabularTransformer:
                 tuple(p["columns"]): {(int(i), int(j)) for i, j in p["pairs"]}
                 for p in d.get("cooccurrence", [])
             }
+            rules = tuple(
+                Rule(r["kind"], r["column"], r["source"], tuple(r.get("categories", ())))
+                for r in d.get("rules", [])
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"malformed {cls.FORMAT} document: {e!r}") from e
-        return cls(tuple(specs), co)
+        return cls(tuple(specs), co, rules)

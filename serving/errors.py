@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable
 from http import HTTPStatus
 from typing import Any
 
 import grpc
 from bentoml.exceptions import BentoMLException
+
+logger = logging.getLogger("ecomgan.refused")
 
 
 class ServingError(BentoMLException):
@@ -26,6 +29,12 @@ class ServingError(BentoMLException):
 
 class InvalidInput(ServingError):
     """Malformed or out-of-range input (HTTP 400, INVALID_ARGUMENT)."""
+
+
+class UnsupportedMediaType(ServingError):
+    """A body in a content type the route does not take (HTTP 415, INVALID_ARGUMENT)."""
+
+    http_status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
 
 
 class NotFound(ServingError):
@@ -70,4 +79,6 @@ async def answer(work: Awaitable[Any]) -> Any:
     try:
         return await work
     except ServingError as exc:
+        # A client's mistake is one line at INFO; server faults keep their tracebacks elsewhere.
+        logger.info("refused (%d): %s", int(exc.http_status), exc.message)
         return error_response(exc)

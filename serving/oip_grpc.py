@@ -102,6 +102,12 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         for i, tensor in enumerate(request.inputs):
             if tensor.name in inputs:
                 raise InvalidInput(f"input {tensor.name!r} is given twice")
+            if raw and tensor.contents.ByteSize():
+                # As Triton does: with both, which one wins would be undefined.
+                raise InvalidInput(
+                    f"input {tensor.name!r} has typed 'contents' while the request also has "
+                    "raw_input_contents; send every input one way: all raw or all typed"
+                )
             if raw:
                 inputs[tensor.name] = oip.decode_tensor(
                     tensor.name, tensor.datatype, tensor.shape, raw=raw[i], max_bytes=limit
@@ -119,12 +125,16 @@ async def start(entry, port: int, *, max_message_bytes: int, max_concurrent_rpcs
     """Start the OIP gRPC server and health service on `port` (all interfaces).
 
     SO_REUSEPORT lets every entry worker bind the same port; the kernel spreads connections.
+    A port held by any other process is refused (`serving.ports.check_shared_port`).
 
     Returns:
         (server, health_servicer).
     """
     from serving.auth import GrpcAuthInterceptor, configured_token
+    from serving.ports import check_shared_port
 
+    # SO_REUSEPORT would also let this worker join an unrelated server's port: refuse that.
+    check_shared_port(port, "ECOMGAN_GRPC_PORT (ecomgan serve --grpc-port)")
     token = configured_token()
     server = grpc.aio.server(
         interceptors=[GrpcAuthInterceptor(token)] if token else None,

@@ -65,7 +65,23 @@ def _split_body(request: Request, body: bytes) -> tuple[dict, memoryview]:
         raise InvalidInput(f"the inference request is not valid JSON ({exc})") from None
     if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
         raise InvalidInput('the inference request must be a JSON object with an "inputs" list')
+    _known_keys("the inference request", header, REQUEST_KEYS)
     return header, binary
+
+
+# Members the OIP v2 REST spec defines; anything else is a typo we refuse rather than ignore.
+REQUEST_KEYS = ("id", "parameters", "inputs", "outputs")
+TENSOR_KEYS = ("name", "shape", "datatype", "parameters", "data")
+OUTPUT_KEYS = ("name", "parameters")
+
+
+def _known_keys(where: str, obj: dict, allowed: tuple[str, ...]) -> None:
+    unknown = [k for k in obj if k not in allowed]
+    if unknown:
+        raise InvalidInput(
+            f"{where}: unknown field{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(k) for k in unknown)}; allowed: {', '.join(allowed)}"
+        )
 
 
 def _decode_inputs(header: dict, binary: memoryview, max_bytes: int) -> dict[str, np.ndarray]:
@@ -75,6 +91,7 @@ def _decode_inputs(header: dict, binary: memoryview, max_bytes: int) -> dict[str
         if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
             raise InvalidInput(f"inputs[{i}] must be an object with a string 'name'")
         name = tensor["name"]
+        _known_keys(f"input {name!r}", tensor, TENSOR_KEYS)
         for key in ("datatype", "shape"):
             if key not in tensor:
                 raise InvalidInput(f"input {name!r} is missing {key!r}")
@@ -118,6 +135,8 @@ def _encode_response(served, header: dict, outputs: dict[str, np.ndarray]) -> Re
         isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested
     ):
         raise InvalidInput("'outputs' must be a list of objects with a string 'name'")
+    for o in requested:
+        _known_keys(f"output {o['name']!r}", o, OUTPUT_KEYS)
     params = header.get("parameters") or {}
     binary_default = bool(params.get("binary_data_output", False))
     want_binary = {

@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 import secrets
 from pathlib import Path
+from typing import Annotated
 
 import bentoml
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from pydantic import Field
+from starlette.responses import Response
 
 from ecomgan.families import get_family
-from ecomgan.images import grid, to_model_range, to_uint8
+from ecomgan.images import grid, png_bytes, to_model_range, to_uint8
 from ecomgan.seeding import latent
 from export.calibration import apply as apply_calibration
 from serving.errors import InvalidInput, answer
@@ -19,8 +22,9 @@ from serving.errors import InvalidInput, answer
 FAMILY = get_family("products")
 CLASSES = FAMILY.classes
 SIZE = 28
-# Defaults double as the OpenAPI example and the tests' fixture.
+# The OpenAPI example and the tests' fixture; never a default.
 EXAMPLE_GENERATE = {"category": "Sneaker", "count": 4, "seed": 42}
+SEED_HEADER = "X-Ecomgan-Seed"
 _LOOKUP = {name.lower(): i for i, name in enumerate(CLASSES)}
 _LOOKUP.update({name.lower().replace("/", "-"): i for i, name in enumerate(CLASSES)})
 
@@ -65,9 +69,35 @@ def decode_image(data: bytes, filename: str = "image") -> np.ndarray:
     except InvalidInput:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        # PIL's message names its BytesIO object (`<_io.BytesIO object at 0x...>`): not ours.
+        reason = "it is truncated" if "truncated" in str(exc) else "it is not a PNG or JPEG"
         raise InvalidInput(
-            f"{filename}: cannot decode the image ({exc}); send a PNG or JPEG"
+            f"{filename}: cannot decode the file ({reason}); send a {SIZE}x{SIZE} grayscale "
+            "PNG or JPEG"
         ) from None
+
+
+Category = Annotated[
+    str | int,
+    Field(
+        description=f"category name or index 0..{len(CLASSES) - 1}",
+        examples=[EXAMPLE_GENERATE["category"]],
+    ),
+]
+Count = Annotated[
+    int, Field(description="images to generate", examples=[EXAMPLE_GENERATE["count"]])
+]
+Seed = Annotated[
+    int | None,
+    Field(
+        description="omitted or null: a random seed (returned)", examples=[EXAMPLE_GENERATE["seed"]]
+    ),
+]
+
+
+def generator_inputs(label: int, count: int, seed: int, nz: int) -> dict[str, np.ndarray]:
+    """The generator's inputs for `count` images of one category: seeded latents and labels."""
+    return {"z": latent(count, nz, seed), "label": np.full(count, label, dtype=np.int64)}
 
 
 class ProductsAPI:
@@ -81,6 +111,24 @@ class ProductsAPI:
     def input_ranges(role: str, metadata: dict) -> dict[str, tuple[int, int]]:
         """Valid label range of both products models."""
         return {"label": (0, len(CLASSES) - 1)}
+
+    @staticmethod
+    def write_samples(
+        run, nz: int, artifacts: dict[str, Path], out: Path, *, count: int, seed: int,
+        category: str | None, conditions: dict[str, str],
+    ) -> str:  # fmt: skip
+        """`ecomgan sample` from an exported or registered generator: a PNG grid.
+
+        The images are the ones `/products/generate` returns for the same category and seed.
+        """
+        if conditions:
+            raise InvalidInput("--condition applies to tabular families; use --category")
+        if category is None:
+            raise InvalidInput(f"give --category: {', '.join(CLASSES)} (or 0..{len(CLASSES) - 1})")
+        pixels = to_uint8(run(generator_inputs(parse_category(category), count, seed, nz))["image"])
+        out = out if out.suffix else out.with_suffix(".png")
+        grid(pixels, nrow=min(count, 10), pad=0 if count == 1 else 2).save(out, format="PNG")
+        return f"wrote {count} {CLASSES[parse_category(category)]} images to {out}"
 
     def __count(self, count: int) -> int:
         if not 1 <= count <= self.limits.max_items:
@@ -96,9 +144,7 @@ class ProductsAPI:
             raise InvalidInput(f"seed must be 0..2**63-1, got {seed}")
         served = self.gateway.model(FAMILY.model_name("generator"))
         nz = served.signature.inputs[0].item_shape[0]
-        out = await self.gateway.infer(
-            served.name, {"z": latent(n, nz, seed), "label": np.full(n, label, dtype=np.int64)}
-        )
+        out = await self.gateway.infer(served.name, generator_inputs(label, n, seed, nz))
         return label, seed, to_uint8(out["image"])
 
     async def __generate_arrays(self, category: str | int, count: int, seed: int | None) -> dict:
@@ -113,11 +159,13 @@ class ProductsAPI:
 
     async def __generate_grid(
         self, category: str | int, count: int, seed: int | None, nrow: int
-    ) -> Image.Image:
+    ) -> Response:
         if not 1 <= nrow <= 64:
             raise InvalidInput(f"nrow must be 1..64, got {nrow}")
-        _, _, pixels = await self.__generate(category, count, seed)
-        return grid(pixels, nrow=min(nrow, len(pixels)))
+        _, seed, pixels = await self.__generate(category, count, seed)
+        # One image comes back as the bare 28x28 picture, so it can be sent to /products/score.
+        image = grid(pixels, nrow=min(nrow, len(pixels)), pad=0 if len(pixels) == 1 else 2)
+        return Response(png_bytes(image), media_type="image/png", headers={SEED_HEADER: str(seed)})
 
     async def __score(self, pixels: np.ndarray, labels: np.ndarray) -> dict:
         served = self.gateway.model(FAMILY.model_name("discriminator"))
@@ -144,7 +192,8 @@ class ProductsAPI:
         data = Path(image).read_bytes()
         if len(data) > self.limits.max_body_bytes:
             raise InvalidInput(f"image is {len(data)} bytes; at most {self.limits.max_body_bytes}")
-        pixels = decode_image(data, Path(image).name)[None]
+        # Not the upload's name: BentoML spools it to a temporary file whose name means nothing.
+        pixels = decode_image(data)[None]
         label = np.array([parse_category(category)], dtype=np.int64)
         result = await self.__score(pixels, label)
         return {**result["results"][0], "threshold": result["threshold"]}
@@ -171,26 +220,30 @@ class ProductsAPI:
     @bentoml.api(route="/products/generate")
     async def products_generate(
         self,
-        category: str | int = EXAMPLE_GENERATE["category"],
-        count: int = EXAMPLE_GENERATE["count"],
-        seed: int | None = EXAMPLE_GENERATE["seed"],
+        category: Category,
+        count: Count = 1,
+        seed: Seed = None,
     ) -> dict:
         """Generate `count` product images of a category; same seed -> same images.
 
         Returns uint8 pixel arrays (count x 28 x 28, light product on black) and the seed used
-        (`seed: null` draws one).
+        (an omitted or null `seed` draws one).
         """
         return await answer(self.__generate_arrays(category, count, seed))
 
     @bentoml.api(route="/products/generate_png")
     async def products_generate_png(
         self,
-        category: str | int = EXAMPLE_GENERATE["category"],
-        count: int = EXAMPLE_GENERATE["count"],
-        seed: int | None = EXAMPLE_GENERATE["seed"],
-        nrow: int = 8,
+        category: Category,
+        count: Count = 1,
+        seed: Seed = None,
+        nrow: Annotated[int, Field(description="images per row of the grid")] = 8,
     ) -> Image.Image:
-        """The same images as `/products/generate`, tiled into one PNG with `nrow` per row."""
+        """The same images as `/products/generate`, tiled into one PNG with `nrow` per row.
+
+        The seed used is in the `X-Ecomgan-Seed` header. One image is returned as the bare
+        28x28 picture (no border), ready for `/products/score`.
+        """
         return await answer(self.__generate_grid(category, count, seed, nrow))
 
     @bentoml.api(route="/products/score")

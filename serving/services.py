@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 from typing import Any
 
 import bentoml
@@ -217,6 +218,20 @@ def local_backends(catalog: dict) -> dict[str, Any]:
     return backends
 
 
+def attach_logging() -> None:
+    """Send ``ecomgan.*`` records through BentoML's handlers (its format, its level).
+
+    BentoML configures only its own loggers in a worker; without this our INFO lines (refused
+    requests, the gRPC port) would be dropped.
+    """
+    ours, theirs = logging.getLogger("ecomgan"), logging.getLogger("bentoml")
+    if theirs.handlers and not ours.handlers:
+        for handler in theirs.handlers:
+            ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
+
+
 class EntryBase:
     """Entry-service state shared by every family API and both OIP protocols.
 
@@ -228,6 +243,7 @@ class EntryBase:
         from serving.catalog import load_catalog
         from serving.gateway import Gateway, RemoteModel
 
+        attach_logging()
         self.limits = Limits.from_env()
         self.catalog = load_catalog()
         self.remote = topology() == "split"
@@ -245,16 +261,24 @@ class EntryBase:
     @bentoml.on_startup
     async def _start_grpc(self) -> None:
         from serving import oip_grpc
+        from serving.ports import PortInUseError
 
         if os.environ.get("ECOMGAN_GRPC", "on").lower() in ("0", "off", "false", "no"):
             logger.info("OIP gRPC disabled by ECOMGAN_GRPC")
             return
-        self._grpc = await oip_grpc.start(
-            self,
-            self.limits.grpc_port,
-            max_message_bytes=self.limits.max_grpc_message_bytes,
-            max_concurrent_rpcs=self.limits.grpc_workers,
-        )
+        try:
+            self._grpc = await oip_grpc.start(
+                self,
+                self.limits.grpc_port,
+                max_message_bytes=self.limits.max_grpc_message_bytes,
+                max_concurrent_rpcs=self.limits.grpc_workers,
+            )
+        except PortInUseError as exc:
+            # Restarting the worker cannot free the port: stop the whole server (the
+            # supervisor is this worker's parent) with one line, not a crash loop.
+            logger.error("cannot start: %s", exc)
+            os.kill(os.getppid(), signal.SIGTERM)
+            os._exit(2)
 
     @bentoml.on_shutdown
     async def _stop_grpc(self) -> None:

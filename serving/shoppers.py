@@ -13,10 +13,12 @@ import json
 import math
 import secrets
 from functools import cached_property
-from typing import Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import bentoml
 import numpy as np
+from pydantic import Field
 from starlette.responses import Response
 
 from ecomgan.families import get_family
@@ -27,7 +29,8 @@ from serving.errors import InvalidInput, answer
 
 FAMILY = get_family("shoppers")
 TRANSFORMER_FILE = "transformer.json"
-# Defaults double as the OpenAPI example and the tests' fixture.
+CSV_CHUNK = 10_000
+# The OpenAPI examples and the tests' fixtures; never defaults.
 EXAMPLE_GENERATE: dict[str, Any] = {
     "count": 3,
     "seed": 42,
@@ -71,38 +74,32 @@ class ShoppersAPI:
         """No integer-coded inputs: both networks take float vectors."""
         return {}
 
+    @staticmethod
+    def write_samples(
+        run, nz: int, artifacts: dict[str, Path], out: Path, *, count: int, seed: int,
+        category: str | None, conditions: dict[str, str],
+    ) -> str:  # fmt: skip
+        """`ecomgan sample` from an exported or registered generator: CSV rows (the same rows
+        `/shoppers/generate` returns for the same seed and conditions)."""
+        if category is not None:
+            raise InvalidInput("--category applies to image families; use --condition COL=VALUE")
+        with open(artifacts[TRANSFORMER_FILE]) as f:
+            tf = TabularTransformer.from_dict(json.load(f))
+        chosen = parse_conditions(tf, conditions)
+        names = [c.name for c in tf.columns]
+        out = out if out.suffix else out.with_suffix(".csv")
+        x = run(generator_inputs(tf, chosen, count, seed, nz))["x"]
+        with open(out, "w", newline="") as f:
+            for i in range(0, count, CSV_CHUNK):
+                rows = finish_rows(tf, x[i : i + CSV_CHUNK], chosen)
+                write_csv(f, names, [rows[n].tolist() for n in names], header=i == 0)
+        return f"wrote {count} sessions to {out}"
+
     @cached_property
     def shoppers_transformer(self) -> TabularTransformer:
         served = self.gateway.model(FAMILY.model_name("generator"))
         with open(served.artifacts[TRANSFORMER_FILE]) as f:
             return TabularTransformer.from_dict(json.load(f))
-
-    def __conditions(self, conditions: dict[str, Any] | None) -> dict[str, int]:
-        tf = self.shoppers_transformer
-        if conditions is None:
-            return {}
-        if not isinstance(conditions, dict):
-            raise InvalidInput("conditions must be an object {column: value}")
-        # Column names match case-insensitively, like category values.
-        canonical = {c.name.lower(): c.name for c in tf.columns}
-        named = [canonical.get(col.lower(), col) for col in conditions]
-        if len(set(named)) != len(named):
-            raise InvalidInput(f"each column may be conditioned once; got {list(conditions)}")
-        try:
-            chosen = {
-                canonical.get(col.lower(), col): tf.category_index(
-                    canonical.get(col.lower(), col), value
-                )
-                for col, value in conditions.items()
-            }
-        except ValueError as exc:
-            raise InvalidInput(str(exc)) from None
-        if not tf.cooccurs(chosen):
-            raise InvalidInput(
-                f"no training session has {_describe(tf, chosen)} together, so the generator "
-                "cannot produce it; drop or change a condition"
-            )
-        return chosen
 
     async def __run_chunks(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Send a long table through the model in requests of at most `max_items` rows."""
@@ -124,16 +121,12 @@ class ShoppersAPI:
             seed = secrets.randbelow(2**31)
         elif not 0 <= seed < 2**63:
             raise InvalidInput(f"seed must be 0..2**63-1, got {seed}")
-        chosen = self.__conditions(conditions)
         tf = self.shoppers_transformer
+        chosen = parse_conditions(tf, conditions)
         served = self.gateway.model(FAMILY.model_name("generator"))
         nz = served.signature.inputs[0].item_shape[0]
-        out = await self.__run_chunks(
-            served.name, {"z": latent(count, nz, seed), "cond": tf.cond_vector(chosen, count)}
-        )
-        rows = tf.decode(out["x"])
-        tf.apply_conditions(rows, chosen)
-        return seed, chosen, rows
+        out = await self.__run_chunks(served.name, generator_inputs(tf, chosen, count, seed, nz))
+        return seed, chosen, finish_rows(tf, out["x"], chosen)
 
     async def __generate_response(
         self, count: int, seed: int | None, conditions: dict | None, fmt: str
@@ -145,9 +138,7 @@ class ShoppersAPI:
         columns = [rows[name].tolist() for name in names]
         if fmt == "csv":
             buf = io.StringIO()
-            writer = csv.writer(buf, lineterminator="\n")
-            writer.writerow(names)
-            writer.writerows(zip(*columns, strict=True))
+            write_csv(buf, names, columns, header=True)
             return Response(
                 buf.getvalue(), media_type="text/csv", headers={"X-Ecomgan-Seed": str(seed)}
             )
@@ -210,23 +201,98 @@ class ShoppersAPI:
     @bentoml.api(route="/shoppers/generate")
     async def shoppers_generate(
         self,
-        count: int = EXAMPLE_GENERATE["count"],
-        seed: int | None = EXAMPLE_GENERATE["seed"],
-        conditions: dict[str, str | int | bool] | None = EXAMPLE_GENERATE["conditions"],
+        count: Annotated[
+            int, Field(description="sessions to generate", examples=[EXAMPLE_GENERATE["count"]])
+        ] = 1,
+        seed: Annotated[
+            int | None,
+            Field(
+                description="omitted or null: a random seed (returned)",
+                examples=[EXAMPLE_GENERATE["seed"]],
+            ),
+        ] = None,
+        conditions: Annotated[
+            dict[str, str | int | bool] | None,
+            Field(
+                description="categorical columns to fix; omitted: none (the data's mix)",
+                examples=[EXAMPLE_GENERATE["conditions"]],
+            ),
+        ] = None,
         format: Literal["json", "csv"] = "json",
     ) -> dict:
         """Generate `count` synthetic browsing sessions; same seed and conditions -> same rows.
 
         `conditions` fixes categorical columns (e.g. `{"Revenue": true, "Month": "Nov"}`); every
-        returned row meets them. `format: "csv"` answers text/csv with a header row.
+        returned row meets them; without conditions the rows follow the training data's mix.
+        `format: "csv"` answers text/csv with a header row (the seed in `X-Ecomgan-Seed`).
         """
         return await answer(self.__generate_response(count, seed, conditions, format))
 
     @bentoml.api(route="/shoppers/score")
-    async def shoppers_score(self, sessions: list[dict[str, Any]] = [EXAMPLE_SESSION]) -> dict:  # noqa: B006
+    async def shoppers_score(
+        self,
+        sessions: Annotated[
+            list[dict[str, Any]],
+            Field(description="sessions with all 18 columns", examples=[[EXAMPLE_SESSION]]),
+        ],
+    ) -> dict:
         """Score sessions: probability each is synthetic/implausible, and a flag at the
         calibrated threshold (1% of real sessions flagged)."""
         return await answer(self.__score(sessions))
+
+
+def parse_conditions(tf: TabularTransformer, conditions: dict[str, Any] | None) -> dict[str, int]:
+    """``{column: value}`` (names and values case-insensitive) -> ``{column: category index}``.
+
+    Raises:
+        InvalidInput: Unknown column or value, a continuous or twice-named column, or a
+            combination no training session has.
+    """
+    if conditions is None:
+        return {}
+    if not isinstance(conditions, dict):
+        raise InvalidInput("conditions must be an object {column: value}")
+    canonical = {c.name.lower(): c.name for c in tf.columns}
+    named = [canonical.get(col.lower(), col) for col in conditions]
+    if len(set(named)) != len(named):
+        raise InvalidInput(f"each column may be conditioned once; got {list(conditions)}")
+    try:
+        chosen = {
+            name: tf.category_index(name, value)
+            for name, value in zip(named, conditions.values(), strict=True)
+        }
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    if not tf.cooccurs(chosen):
+        raise InvalidInput(
+            f"no training session has {_describe(tf, chosen)} together, so the generator "
+            "cannot produce it; drop or change a condition"
+        )
+    return chosen
+
+
+def generator_inputs(
+    tf: TabularTransformer, chosen: dict[str, int], count: int, seed: int, nz: int
+) -> dict[str, np.ndarray]:
+    """The generator's inputs for `count` rows: seeded latents and the conditional vector."""
+    return {"z": latent(count, nz, seed), "cond": tf.cond_vector(chosen, count)}
+
+
+def finish_rows(
+    tf: TabularTransformer, x: np.ndarray, chosen: dict[str, int]
+) -> dict[str, np.ndarray]:
+    """Decode generator output to rows with the conditions and cross-column rules applied."""
+    rows = tf.decode(x)
+    tf.apply_conditions(rows, chosen)
+    return rows
+
+
+def write_csv(f, names: list[str], columns: list[list], *, header: bool) -> None:
+    """Rows as CSV (the API's `format: csv` and `ecomgan sample` write the same text)."""
+    writer = csv.writer(f, lineterminator="\n")
+    if header:
+        writer.writerow(names)
+    writer.writerows(zip(*columns, strict=True))
 
 
 def _describe(tf: TabularTransformer, chosen: dict[str, int]) -> str:

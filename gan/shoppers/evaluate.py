@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ecomgan.tabular import ColumnSpec, derive_rules
 from gan.shoppers.data import COLUMNS, TARGET, load_split
 
 CATEGORICAL = [c for c, k in COLUMNS.items() if k in ("categorical", "boolean") and c != TARGET]
@@ -254,7 +255,9 @@ def constraint_violations(table: pd.DataFrame, vocabulary: pd.DataFrame) -> dict
     """Share of rows breaking each rule of issue 5 item 4 (0 = every row valid).
 
     Rules: counts are non-negative integers, durations and amounts >= 0, rates in [0, 1],
-    categorical and boolean values from ``vocabulary``'s (the real table's) values.
+    categorical and boolean values from ``vocabulary``'s (the real table's) values, and the
+    cross-column rules that hold on every row of ``vocabulary`` (`ecomgan.tabular.derive_rules`:
+    no pages of a type -> no time on it, SpecialDay only in its months, ...).
 
     Returns:
         ``{"per_rule": {"<column>: <rule>": share}, "any": share of rows breaking any rule}``.
@@ -272,6 +275,16 @@ def constraint_violations(table: pd.DataFrame, vocabulary: pd.DataFrame) -> dict
             rules[f"{c}: in [0, 1]"] = ~((x >= 0) & (x <= 1))
         else:
             rules[f"{c}: >= 0"] = ~(x >= 0)  # NaN breaks the rule too
+    specs = tuple(
+        ColumnSpec(c, kind, categories=tuple(pd.unique(vocabulary[c])))
+        if kind in ("categorical", "boolean")
+        else ColumnSpec(c, kind)
+        for c, kind in COLUMNS.items()
+    )
+    real = {c: vocabulary[c].to_numpy() for c in COLUMNS}
+    fake = {c: table[c].to_numpy() for c in COLUMNS}
+    for rule in derive_rules(real, specs):
+        rules[rule.describe()] = rule.violations(fake)
     broken = np.stack(list(rules.values()))
     return {
         "per_rule": {k: float(v.mean()) for k, v in rules.items()},

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture
 
-from ecomgan.tabular import ColumnSpec, TabularTransformer
+from ecomgan.tabular import ColumnSpec, TabularTransformer, derive_rules
 from gan.shoppers.data import COLUMNS, validate_table
 
 MAX_MODES = 10
@@ -103,7 +103,10 @@ def fit_transformer(df: pd.DataFrame, seed: int = 0) -> TabularTransformer:
             specs.append(_fit_column(name, kind, values, seed + i))
     plain = TabularTransformer(tuple(specs))
     codes = {n: plain.codes(n, df[n].to_numpy()) for n in plain.discrete_names}
-    return TabularTransformer(tuple(specs), TabularTransformer.pair_cooccurrence(codes))
+    rules = derive_rules({n: df[n].to_numpy() for n in df.columns}, tuple(specs))
+    return TabularTransformer(
+        tuple(specs), TabularTransformer.pair_cooccurrence(codes), tuple(rules)
+    )
 
 
 class CondSampler:

@@ -38,7 +38,8 @@ def test_killed_generator_worker_is_restarted_under_load(shipped_home, tmp_path)
                 t0 = time.monotonic()
                 try:
                     status = c.post(
-                        f"{srv.url}/products/generate", json={"count": 1, "seed": i}
+                        f"{srv.url}/products/generate",
+                        json={"category": "Bag", "count": 1, "seed": i},
                     ).status_code
                 except httpx.HTTPError as exc:
                     status = type(exc).__name__

@@ -78,14 +78,35 @@ HTTP_CASES = [
         "error",
     ),
     ("json-array-body", "POST", "/products/generate", {"json": [1, 2]}, 400, "error"),
-    ("json-count-string", "POST", "/products/generate", {"json": {"count": "ten"}}, 400, "count"),
-    ("json-count-float", "POST", "/products/generate", {"json": {"count": 2.5}}, 400, "count"),
-    ("json-count-zero", "POST", "/products/generate", {"json": {"count": 0}}, 400, "count must be"),
+    (
+        "json-count-string",
+        "POST",
+        "/products/generate",
+        {"json": {"category": "Bag", "count": "ten"}},
+        400,
+        "count",
+    ),
+    (
+        "json-count-float",
+        "POST",
+        "/products/generate",
+        {"json": {"category": "Bag", "count": 2.5}},
+        400,
+        "count",
+    ),
+    (
+        "json-count-zero",
+        "POST",
+        "/products/generate",
+        {"json": {"category": "Bag", "count": 0}},
+        400,
+        "count must be",
+    ),
     (
         "json-count-negative",
         "POST",
         "/products/generate",
-        {"json": {"count": -5}},
+        {"json": {"category": "Bag", "count": -5}},
         400,
         "count must be",
     ),
@@ -93,11 +114,18 @@ HTTP_CASES = [
         "json-count-huge",
         "POST",
         "/products/generate",
-        {"json": {"count": 10**12}},
+        {"json": {"category": "Bag", "count": 10**12}},
         400,
         "count must be",
     ),
-    ("json-count-bigint", "POST", "/products/generate", {"json": {"count": 10**40}}, 400, "count"),
+    (
+        "json-count-bigint",
+        "POST",
+        "/products/generate",
+        {"json": {"category": "Bag", "count": 10**40}},
+        400,
+        "count",
+    ),
     (
         "json-unknown-category",
         "POST",
@@ -126,16 +154,23 @@ HTTP_CASES = [
         "json-seed-negative",
         "POST",
         "/products/generate",
-        {"json": {"seed": -1}},
+        {"json": {"category": "Bag", "seed": -1}},
         400,
         "seed must be",
     ),
-    ("json-seed-huge", "POST", "/products/generate", {"json": {"seed": 2**70}}, 400, "seed"),
+    (
+        "json-seed-huge",
+        "POST",
+        "/products/generate",
+        {"json": {"category": "Bag", "seed": 2**70}},
+        400,
+        "seed",
+    ),
     (
         "json-nrow-zero",
         "POST",
         "/products/generate_png",
-        {"json": {"nrow": 0}},
+        {"json": {"category": "Bag", "nrow": 0}},
         400,
         "nrow must be",
     ),
@@ -442,7 +477,11 @@ def nz(server) -> int:
 
 def _still_serving(server) -> None:
     assert httpx.get(f"{server.url}/livez", timeout=10).status_code == 200
-    r = httpx.post(f"{server.url}/products/generate", json={"count": 1, "seed": 1}, timeout=30)
+    r = httpx.post(
+        f"{server.url}/products/generate",
+        json={"category": "Bag", "count": 1, "seed": 1},
+        timeout=30,
+    )
     assert r.status_code == 200, r.text
 
 

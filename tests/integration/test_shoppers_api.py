@@ -181,7 +181,7 @@ BAD_SESSIONS = [
     ([dict(EXAMPLE_SESSION, ExitRates="high")], "finite number"),
     ([dict(EXAMPLE_SESSION, Weekend=None)], "Weekend"),
     ([dict(EXAMPLE_SESSION, Month="Jan")], "allowed: "),
-    (["not a session"], "Input should be an object"),  # BentoML's schema check
+    (["not a session"], "sessions[0] must be an object"),  # the edge's schema check
 ]
 
 

@@ -127,7 +127,9 @@ def test_only_the_entry_answers_the_public_apis(split):
     # The role processes serve their batch APIs only: the manifests' Services must route
     # users to the entry.
     for role in ("Generator", "Discriminator"):
-        r = httpx.post(split[role].url + "/products/generate", json={"count": 1}, timeout=10)
+        r = httpx.post(
+            split[role].url + "/products/generate", json={"category": "Bag", "count": 1}, timeout=10
+        )
         assert r.status_code == 404, role
 
 

@@ -103,6 +103,8 @@ def test_constraint_checker_catches_each_violation(split):
     table.loc[5, "PageValues"] = -3.0
     table.loc[6, "Informational_Duration"] = np.nan
     table.loc[6, "SpecialDay"] = -0.1  # two rules broken by one row
+    i = int(np.flatnonzero(table["Informational"].to_numpy() == 0)[-1])
+    table.loc[i, "Informational_Duration"] = 12.0  # time on a page type never visited
     out = constraint_violations(table, train)
     broken = {k: v for k, v in out["per_rule"].items() if v}
     assert broken == {
@@ -114,8 +116,11 @@ def test_constraint_checker_catches_each_violation(split):
         "PageValues: >= 0": 0.01,
         "Informational_Duration: >= 0": 0.01,
         "SpecialDay: in [0, 1]": 0.01,
+        # Cross-column rules derived from the real rows (row 6's NaN duration breaks one too).
+        "Informational_Duration is 0 when Informational is 0": 0.02,
+        "SpecialDay is 0 unless Month is one of ['Feb', 'May']": 0.01,
     }
-    assert out["any"] == pytest.approx(0.07)
+    assert out["any"] == pytest.approx(0.08)
 
 
 @pytest.mark.parametrize(
