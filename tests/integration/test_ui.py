@@ -78,6 +78,7 @@ def trouser_png(data_dir, tmp_path_factory) -> Path:
 
 def open_ui(browser: Browser, url: str) -> tuple[Page, list[str]]:
     page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page.set_default_timeout(60_000)  # a shared CI machine can be slow; failures still fail
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -101,13 +102,15 @@ def test_root_page_names_the_project_and_lists_what_is_served(server):
     for link in ('href="ui"', 'href="docs"', 'href="docs.json"'):
         assert link in page
     for name in model_names():
-        assert f"<code>{name}</code>" in page
+        version = httpx.get(f"{server.url}/v2/models/{name}").json()["versions"][0]
+        assert f"<tr><td><code>{name}</code></td><td>{version}</td></tr>" in page
     for family in FAMILIES.values():
         assert html.escape(family.description) in page
     assert "POST /v2/models/{m}[/versions/{v}]/infer" in page
     assert f"127.0.0.1:{server.grpc_target.rsplit(':', 1)[1]}</code>" in page
     assert "BentoML Prediction Service" not in page
 
+    assert httpx.get(server.url + "/ui/").headers["location"] == "../ui"
     docs = httpx.get(server.url + "/docs")
     assert docs.status_code == 200 and 'id="swagger-ui"' in docs.text
     assert "googletagmanager" not in docs.text
@@ -121,6 +124,10 @@ def test_ui_panels_in_chromium(server, browser, trouser_png, shots, tmp_path):
     page, errors = open_ui(browser, url)
     page.wait_for_selector("#shoppers-count")
     assert page.locator("section.panel").count() == 2
+    unlabelled = page.evaluate(
+        "[...document.querySelectorAll('input, select')].filter(e => !e.labels.length).length"
+    )
+    assert unlabelled == 0
     assert page.locator("#panel-products h2").inner_text() == "Products"
 
     # Products: one category, fixed seed; pixels and PNG as the API gives them.
@@ -221,6 +228,12 @@ def test_ui_panels_in_chromium(server, browser, trouser_png, shots, tmp_path):
     assert page.locator("#shoppers-table tbody tr").count() == 200  # the rest is in the CSV
     page.select_option("#shoppers-chart-column", "Month")
     page.locator("#panel-shoppers").screenshot(path=str(shots / "shoppers.png"))
+    assert errors == []
+    root = browser.new_page(viewport={"width": 1000, "height": 700})
+    root.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    root.goto(url + "/")
+    root.screenshot(path=str(shots / "root.png"), full_page=True)
+    root.close()
     assert errors == []
 
     # Invalid input: the API's own words.
