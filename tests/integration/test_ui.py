@@ -221,10 +221,18 @@ def test_ui_panels_in_chromium(server, browser, trouser_png, shots, tmp_path):
     assert chart.locator("rect.series-generated").count() == 1 + 10  # legend + 10 months
     page.select_option("#shoppers-chart-column", "ProductRelated_Duration")
     assert chart.locator("rect.series-training").count() == 1 + 12
+    # Progress while a request is out: hold it in the browser, then let it through.
+    held = []
+    page.route("**/shoppers/generate", lambda route: held.append(route))
     page.fill("#shoppers-count", "1000")
     page.select_option("#shoppers-cond-VisitorType", label="(any)")
     page.click("#panel-shoppers button[type=submit]")
+    page.wait_for_selector("#shoppers-status progress")
+    assert page.locator("#panel-shoppers button[type=submit]").is_disabled()
+    held[0].continue_()
+    page.unroute("**/shoppers/generate")
     page.wait_for_selector("#shoppers-table caption:has-text('1000 sessions, seed 3')")
+    assert page.locator("#shoppers-status progress").count() == 0
     assert page.locator("#shoppers-table tbody tr").count() == 200  # the rest is in the CSV
     page.select_option("#shoppers-chart-column", "Month")
     page.locator("#panel-shoppers").screenshot(path=str(shots / "shoppers.png"))
