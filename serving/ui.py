@@ -113,16 +113,23 @@ async def docs_page(request: Request) -> Response:
     return HTMLResponse(await anyio.to_thread.run_sync(_docs_page))
 
 
-async def shoppers_data(request: Request) -> Response:
-    """Vocabularies and training marginals of the served shoppers model, for its UI panel."""
-    from serving.ui_data import shoppers_marginals
+async def family_data(request: Request) -> Response:
+    """What a family's panel needs beyond its APIs (`serving.ui_data.PROVIDERS`)."""
+    from serving.ui_data import PROVIDERS
 
+    family = request.path_params["family"]
+    provider = PROVIDERS.get(family)
+    if provider is None:
+        known = ", ".join(sorted(PROVIDERS))
+        return JSONResponse(
+            {"error": f"no UI data for {family!r}; families with UI data: {known}"},
+            status_code=404,
+        )
     try:
-        served = _entry().gateway.model(FAMILIES["shoppers"].model_name("generator"))
-        path = served.artifacts["transformer.json"]
+        entry = _entry()
+        return JSONResponse(await anyio.to_thread.run_sync(provider, entry))
     except ServingError as exc:
         return JSONResponse({"error": exc.message}, status_code=int(exc.http_status))
-    return JSONResponse(await anyio.to_thread.run_sync(shoppers_marginals, path))
 
 
 def _versions() -> dict[str, str]:
@@ -196,7 +203,7 @@ app = Starlette(
         Route("/docs", docs_page, methods=["GET"]),
         Route("/ui", ui_page, methods=["GET"]),
         Route("/ui/", ui_slash, methods=["GET"]),
-        Route("/ui/data/shoppers", shoppers_data, methods=["GET"]),
+        Route("/ui/data/{family}", family_data, methods=["GET"]),
         Mount("/ui/static", app=StaticFiles(directory=UI_DIR), name="ui-static"),
     ],
 )

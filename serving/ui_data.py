@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
+
+from ecomgan.families import get_family
 
 BINS = 12
 
@@ -97,11 +100,24 @@ def column_marginals(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @lru_cache(maxsize=4)
-def shoppers_marginals(path: str) -> dict[str, Any]:
-    """`column_marginals` of the transformer file at `path` (read once per path)."""
+def _marginals_of_file(path: str) -> dict[str, Any]:
     with open(path) as f:
         spec = json.load(f)
     return {
         "source": "transformer.json of the served shoppers-generator (aggregates only)",
         "columns": column_marginals(spec),
     }
+
+
+def shoppers_marginals(entry: Any) -> dict[str, Any]:
+    """`column_marginals` of the served shoppers generator's transformer (read once per file).
+
+    Args:
+        entry: The entry service instance (its gateway knows the served models' artifacts).
+    """
+    served = entry.gateway.model(get_family("shoppers").model_name("generator"))
+    return _marginals_of_file(served.artifacts["transformer.json"])
+
+
+# Family -> function(entry) answering GET /ui/data/<family> (blocking; run in a worker thread).
+PROVIDERS: dict[str, Callable[[Any], dict[str, Any]]] = {"shoppers": shoppers_marginals}

@@ -111,6 +111,8 @@ def test_root_page_names_the_project_and_lists_what_is_served(server):
     assert "BentoML Prediction Service" not in page
 
     assert httpx.get(server.url + "/ui/").headers["location"] == "../ui"
+    missing = httpx.get(server.url + "/ui/data/nope")
+    assert missing.status_code == 404 and "shoppers" in missing.json()["error"]
     docs = httpx.get(server.url + "/docs")
     assert docs.status_code == 200 and 'id="swagger-ui"' in docs.text
     assert "googletagmanager" not in docs.text
