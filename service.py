@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bentoml
 
-from serving import oip_http
+from serving import oip_http, ui
 from serving.auth import BearerAuthMiddleware
 from serving.catalog import verify_models
 from serving.edge import EdgeValidation
@@ -44,6 +44,7 @@ class Discriminator(*role_bases("discriminator")):
 
 @bentoml.service(name="EcomGAN", **entry_config())
 @bentoml.asgi_app(oip_http.app, path="/")
+@bentoml.asgi_app(ui.app, path="/", name="ui")  # /, /ui, /docs: ahead of BentoML's index
 class EcomGAN(EntryBase, model_refs(), *family_api_bases()):
     """User-facing APIs of every family, plus OIP v2 over HTTP and gRPC."""
 

@@ -16,6 +16,9 @@ TOKEN_ENV = "ECOMGAN_API_TOKEN"
 OPEN_HTTP_PATHS = frozenset(
     {"/livez", "/readyz", "/healthz", "/metrics", "/v2/health/live", "/v2/health/ready"}
 )
+# The root page and the web UI's shell and static files (no data; the UI sends the token).
+OPEN_UI_PATHS = frozenset({"/", "/ui", "/ui/"})
+OPEN_UI_PREFIX = "/ui/static/"
 OPEN_GRPC_PREFIXES = ("/grpc.health.v1.Health/",)
 _MESSAGE = "missing or invalid bearer token; send the header 'Authorization: Bearer <token>'"
 
@@ -48,6 +51,8 @@ class BearerAuthMiddleware:
             self.token is None
             or scope["type"] != "http"
             or scope.get("path", "") in OPEN_HTTP_PATHS
+            or scope.get("path", "") in OPEN_UI_PATHS
+            or scope.get("path", "").startswith(OPEN_UI_PREFIX)
         ):
             await self.app(scope, receive, send)
             return
