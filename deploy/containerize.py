@@ -103,8 +103,11 @@ def build_bento(bentofile: Path, base: str) -> str:
         local = Path(tmp, "bentofile.yaml")
         local.write_text(yaml.safe_dump(config, sort_keys=False))
         # Relative paths in the bentofile resolve against the build context, the repo.
-        proc = run([*python, "-m", "bentoml", "build", "-f", str(local), str(REPO),
-                    "--output", "tag"], cwd=REPO, env=env)
+        proc = run(
+            [*python, "-m", "bentoml", "build", "-f", str(local), str(REPO), "--output", "tag"],
+            cwd=REPO,
+            env=env,
+        )
     return proc.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
 
 
@@ -131,8 +134,19 @@ def podman_build(context: Path, dockerfile: Path, tags: list[str]) -> None:
     """Build with the host CA bundle mounted read-only for RUN steps only."""
     if not HOST_CA.is_file():
         raise BuildError(f"{HOST_CA} not found (Debian's ca-certificates package)")
-    cmd = ["podman", "build", "--layers", "--format", "oci", "-f", str(dockerfile),
-           "-v", f"{HOST_CA}:{IMAGE_CA}:ro", "--build-arg", "UV_NATIVE_TLS=1"]
+    cmd = [
+        "podman",
+        "build",
+        "--layers",
+        "--format",
+        "oci",
+        "-f",
+        str(dockerfile),
+        "-v",
+        f"{HOST_CA}:{IMAGE_CA}:ro",
+        "--build-arg",
+        "UV_NATIVE_TLS=1",
+    ]
     for t in tags:
         cmd += ["-t", t]
     run([*cmd, str(context)])
@@ -141,9 +155,24 @@ def podman_build(context: Path, dockerfile: Path, tags: list[str]) -> None:
 def file_sha256(image: str, path: str) -> str | None:
     """sha256 of a file in an image (None if absent), read through a throwaway container."""
     proc = subprocess.run(
-        ["podman", "run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "sh",
-         image, "-c", f"test -f {path} && sha256sum {path} || true"],
-        capture_output=True, text=True, env=podman_env(), check=True,
+        [
+            "podman",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--user",
+            "0",
+            "--entrypoint",
+            "sh",
+            image,
+            "-c",
+            f"test -f {path} && sha256sum {path} || true",
+        ],
+        capture_output=True,
+        text=True,
+        env=podman_env(),
+        check=True,
     )
     return proc.stdout.split()[0] if proc.stdout.strip() else None
 
@@ -155,11 +184,26 @@ def baked_files(image: str, base: str) -> list[str]:
         found.append(f"{IMAGE_CA} differs from the base image's (host CA bundle baked in?)")
     host_ca = hashlib.sha256(HOST_CA.read_bytes()).hexdigest()
     listing = subprocess.run(
-        ["podman", "run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "sh",
-         image, "-c", f"ls {' '.join(FORBIDDEN)} 2>/dev/null; "
-         f"find / -xdev -type f -size {HOST_CA.stat().st_size}c -exec sha256sum {{}} + "
-         f"2>/dev/null | grep {host_ca} || true"],
-        capture_output=True, text=True, env=podman_env(), check=False,
+        [
+            "podman",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--user",
+            "0",
+            "--entrypoint",
+            "sh",
+            image,
+            "-c",
+            f"ls {' '.join(FORBIDDEN)} 2>/dev/null; "
+            f"find / -xdev -type f -size {HOST_CA.stat().st_size}c -exec sha256sum {{}} + "
+            f"2>/dev/null | grep {host_ca} || true",
+        ],
+        capture_output=True,
+        text=True,
+        env=podman_env(),
+        check=False,
     ).stdout.split()
     found += [p for p in listing if p.startswith("/") and p != IMAGE_CA or p in FORBIDDEN]
     envs = json.loads(run(["podman", "image", "inspect", image]).stdout)[0]["Config"]["Env"]
@@ -213,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpu", action="store_true", help="build bentofile-gpu.yaml")
-    parser.add_argument("--base", help=f"base image in podman's storage (default: {DEFAULT_BASE}, "
-                        "made when absent)")
+    parser.add_argument(
+        "--base", help=f"base image in podman's storage (default: {DEFAULT_BASE}, made when absent)"
+    )
     parser.add_argument("--tag", help="image tag (default: NAME:VERSION and NAME:latest)")
     args = parser.parse_args(argv)
     try:

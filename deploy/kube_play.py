@@ -109,8 +109,9 @@ def transform(
                 kept = []
                 for p in c.get("ports", []):
                     if p["containerPort"] in ports:
-                        kept.append({**p, "hostPort": ports.pop(p["containerPort"]),
-                                     "hostIP": "127.0.0.1"})
+                        kept.append(
+                            {**p, "hostPort": ports.pop(p["containerPort"]), "hostIP": "127.0.0.1"}
+                        )
                 if kept:
                     c["ports"] = kept
                 else:
@@ -144,8 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     """Read rendered manifests on stdin, write playable ones on stdout."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image", help="image reference to run instead of the manifests'")
-    parser.add_argument("--publish", action="append", type=_publish_arg, default=[],
-                        help="DEPLOYMENT:CONTAINERPORT=HOSTPORT, published on 127.0.0.1")
+    parser.add_argument(
+        "--publish",
+        action="append",
+        type=_publish_arg,
+        default=[],
+        help="DEPLOYMENT:CONTAINERPORT=HOSTPORT, published on 127.0.0.1",
+    )
     args = parser.parse_args(argv)
     publish: dict[str, dict[int, int]] = {}
     for dep, container_port, host_port in args.publish:
