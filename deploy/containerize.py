@@ -130,7 +130,7 @@ def build_context(bento: str, dest: Path) -> Path:
     return dest / "env" / "docker" / "Dockerfile"
 
 
-def podman_build(context: Path, dockerfile: Path, tags: list[str]) -> None:
+def podman_build(context: Path, dockerfile: Path, tags: list[str], cache: bool = True) -> None:
     """Build with the host CA bundle mounted read-only for RUN steps only."""
     if not HOST_CA.is_file():
         raise BuildError(f"{HOST_CA} not found (Debian's ca-certificates package)")
@@ -147,6 +147,8 @@ def podman_build(context: Path, dockerfile: Path, tags: list[str]) -> None:
         "--build-arg",
         "UV_NATIVE_TLS=1",
     ]
+    if not cache:
+        cmd.append("--no-cache")
     for t in tags:
         cmd += ["-t", t]
     run([*cmd, str(context)])
@@ -223,7 +225,7 @@ def project_version() -> str:
     return m[1]
 
 
-def containerize(gpu: bool, base: str | None, tag: str | None) -> dict:
+def containerize(gpu: bool, base: str | None, tag: str | None, cache: bool = True) -> dict:
     """Steps 1-4 of the module docstring; returns what was built and how long it took."""
     require_podman()
     base, base_s = ensure_base(base)
@@ -235,7 +237,7 @@ def containerize(gpu: bool, base: str | None, tag: str | None) -> dict:
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ecomgan-ctx-") as tmp:
         context = Path(tmp, "ctx")
-        podman_build(context, build_context(bento, context), tags)
+        podman_build(context, build_context(bento, context), tags, cache)
     image_s = time.monotonic() - start
     baked = baked_files(tags[0], base)
     if baked:
@@ -261,9 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         "--base", help=f"base image in podman's storage (default: {DEFAULT_BASE}, made when absent)"
     )
     parser.add_argument("--tag", help="image tag (default: NAME:VERSION and NAME:latest)")
+    parser.add_argument("--no-cache", action="store_true", help="rebuild every layer")
     args = parser.parse_args(argv)
     try:
-        print(json.dumps(containerize(args.gpu, args.base, args.tag)))
+        print(json.dumps(containerize(args.gpu, args.base, args.tag, not args.no_cache)))
     except BuildError as exc:
         print(f"containerize: {exc}", file=sys.stderr)
         return 1
