@@ -27,7 +27,8 @@ K8S = REPO / "deploy" / "k8s"
 OVERLAYS = ("cpu", "split", "gpu")
 VERSION = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M)[1]
 # A fixed tag, the one deploy/containerize.py gives the images: the project version.
-IMAGES = {"cpu": f"ecomgan:{VERSION}", "split": f"ecomgan:{VERSION}", "gpu": f"ecomgan-gpu:{VERSION}"}
+IMAGES = {"cpu": f"ecomgan:{VERSION}", "split": f"ecomgan:{VERSION}"}
+IMAGES["gpu"] = f"ecomgan-gpu:{VERSION}"
 NAMESPACE = "ecomgan"
 # Native gRPC probes are GA since Kubernetes 1.27; 1.37 is the newest kubernetes-validate ships.
 SCHEMA_VERSIONS = ("1.27", "1.37")
@@ -370,7 +371,11 @@ def test_gpu_bento_gets_cuda_from_pip_not_from_a_cuda_base_image(bentos):
     assert {"cuda", "cudnn"} <= extras, ort
     # The pip CUDA libraries go on the loader's path after the packages are installed.
     lines = gpu["dockerfile"].splitlines()
-    install = next(i for i, line in enumerate(lines) if "pip install -r" in line)
+    install = next(
+        i
+        for i, line in enumerate(lines)
+        if "env/python/install.sh" in line or "env/python/requirements.txt" in line
+    )
     ldconfig = next(i for i, line in enumerate(lines) if "ldconfig" in line)
     assert install < ldconfig
 
