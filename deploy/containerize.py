@@ -12,8 +12,9 @@
    UV_NATIVE_TLS=1 (declared by deploy/Dockerfile.template) so that uv trusts that bundle: pip and
    uv reach the package index through this host's TLS setup. A mounted uv.toml would not do: the
    build leaves an empty file at a mount point the image lacks;
-4. the check: the image's CA bundle must equal the base's, and no uv.toml, pip.conf or credential
-   variable may be in it; otherwise the tag is removed and the command fails.
+4. the check: no layer the build added may hold the CA bundle, a copy of the host's, a uv.toml,
+   pip.conf or .netrc, the final file system's bundle must equal the base's, and no credential
+   variable may be set; otherwise the tags are removed and the command fails.
 
 Prints one JSON line: image, bento, size, base/bento/image build seconds. Docker users keep
 `bentoml containerize` (see deploy/k8s/README.md).
@@ -154,59 +155,53 @@ def podman_build(context: Path, dockerfile: Path, tags: list[str], cache: bool =
     run([*cmd, str(context)])
 
 
-def file_sha256(image: str, path: str) -> str | None:
-    """sha256 of a file in an image (None if absent), read through a throwaway container."""
-    proc = subprocess.run(
-        [
-            "podman",
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--user",
-            "0",
-            "--entrypoint",
-            "sh",
-            image,
-            "-c",
-            f"test -f {path} && sha256sum {path} || true",
-        ],
-        capture_output=True,
-        text=True,
-        env=podman_env(),
-        check=True,
-    )
-    return proc.stdout.split()[0] if proc.stdout.strip() else None
+def in_image(image: str, script: str) -> str:
+    """stdout of `sh -c script` as root in a throwaway container of `image` (no network)."""
+    cmd = ["podman", "run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "sh"]
+    return run([*cmd, image, "-c", script]).stdout
+
+
+def layer_dirs(image: str) -> list[Path]:
+    """The directories of the image's layers in podman's overlay storage ([] if not overlay)."""
+    data = json.loads(run(["podman", "image", "inspect", image]).stdout)[0]["GraphDriver"]
+    dirs = [data["Data"].get("UpperDir", ""), *data["Data"].get("LowerDir", "").split(":")]
+    return [Path(d) for d in dirs if d and Path(d).is_dir()]
+
+
+def _same_file(path: Path, size: int, digest: str) -> bool:
+    if path.is_symlink() or not path.is_file() or path.stat().st_size != size:
+        return False
+    return hashlib.sha256(path.read_bytes()).hexdigest() == digest
 
 
 def baked_files(image: str, base: str) -> list[str]:
-    """What of the build's mounts or credentials the image holds ([] = clean)."""
+    """What of the build's mounts or credentials the image holds ([] = clean).
+
+    Two looks: each layer the build added, file by file (a file written by one step and
+    deleted by a later one is still in a layer), and the image's final file system.
+    """
+    host = HOST_CA.read_bytes()
+    size, digest = len(host), hashlib.sha256(host).hexdigest()
     found = []
-    if file_sha256(image, IMAGE_CA) != file_sha256(base, IMAGE_CA):
-        found.append(f"{IMAGE_CA} differs from the base image's (host CA bundle baked in?)")
-    host_ca = hashlib.sha256(HOST_CA.read_bytes()).hexdigest()
-    listing = subprocess.run(
-        [
-            "podman",
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--user",
-            "0",
-            "--entrypoint",
-            "sh",
-            image,
-            "-c",
-            f"ls {' '.join(FORBIDDEN)} 2>/dev/null; "
-            f"find / -xdev -type f -size {HOST_CA.stat().st_size}c -exec sha256sum {{}} + "
-            f"2>/dev/null | grep {host_ca} || true",
-        ],
-        capture_output=True,
-        text=True,
-        env=podman_env(),
-        check=False,
-    ).stdout.split()
+    base_layers = set(layer_dirs(base))
+    for layer in layer_dirs(image):
+        if layer in base_layers:
+            continue
+        for root, _, files in os.walk(layer):
+            for name in files:
+                path = Path(root, name)
+                rel = "/" + str(path.relative_to(layer))
+                # The bundle itself must not change: mounted over it, never written.
+                if rel in FORBIDDEN or rel == IMAGE_CA or _same_file(path, size, digest):
+                    found.append(rel)
+    sha = f"sha256sum {IMAGE_CA}"
+    if in_image(image, sha) != in_image(base, sha):
+        found.append(IMAGE_CA)
+    listing = in_image(
+        image,
+        f"ls {' '.join(FORBIDDEN)} 2>/dev/null; find / -xdev -type f -size {size}c "
+        f"-exec sha256sum {{}} + 2>/dev/null | grep {digest} || true",
+    ).split()
     found += [p for p in listing if p.startswith("/") and p != IMAGE_CA or p in FORBIDDEN]
     envs = json.loads(run(["podman", "image", "inspect", image]).stdout)[0]["Config"]["Env"]
     found += [e.split("=")[0] for e in envs if SECRET_ENV.search(e.split("=")[0])]

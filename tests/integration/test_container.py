@@ -173,12 +173,13 @@ def test_image_holds_no_build_time_files_or_credentials(built):
 
 
 def test_the_build_check_refuses_baked_certificates_and_credentials(built, tmp_path):
-    # An image that did bake them: the host CA bundle, a uv.toml and a token variable.
+    # An image that did bake them: the host CA bundle, a token variable, and a uv.toml that a
+    # later step deletes (gone from the file system, still in a layer).
     shutil.copy(containerize.HOST_CA, tmp_path / "ca.crt")
     (tmp_path / "uv.toml").write_text("native-tls = true\n")
     (tmp_path / "Containerfile").write_text(
         f"FROM {built['image']}\nUSER root\nCOPY ca.crt /etc/uv/host-ca.crt\n"
-        "COPY uv.toml /etc/uv/uv.toml\nENV HF_TOKEN=not-a-real-token\n"
+        "COPY uv.toml /etc/uv/uv.toml\nRUN rm /etc/uv/uv.toml\nENV HF_TOKEN=not-a-real-token\n"
     )
     tag = "localhost/ecomgan-baked-test:1"
     podman("build", "-t", tag, str(tmp_path), timeout=300)
