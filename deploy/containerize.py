@@ -45,7 +45,7 @@ UV_TOML = "/etc/uv/uv.toml"
 # Files a build must never leave behind (the build-time mounts, package-index credentials).
 FORBIDDEN = (UV_TOML, "/etc/pip.conf", "/root/.netrc", "/root/.config/pip/pip.conf")
 SECRET_ENV = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_KEY|AUTH", re.I)
-APT_HINT = "apt-get install podman buildah mmdebstrap runc"
+APT_HINT = "apt-get install podman buildah mmdebstrap runc catatonit"
 
 
 class BuildError(RuntimeError):

@@ -11,7 +11,7 @@ export CONTAINERS_CONF="${CONTAINERS_CONF:-$HERE/containers.conf}"
 
 for tool in podman mmdebstrap; do
     command -v "$tool" >/dev/null || {
-        echo "base-image.sh: $tool not found; install it: apt-get install podman buildah mmdebstrap runc" >&2
+        echo "base-image.sh: $tool not found; install it: apt-get install podman buildah mmdebstrap runc catatonit" >&2
         exit 1
     }
 done
