@@ -151,11 +151,11 @@ def _encode_response(served, header: dict, outputs: dict[str, np.ndarray]) -> Re
     for name, arr in chosen:
         entry = {"name": name, "datatype": oip.datatype_of(arr), "shape": list(arr.shape)}
         if want_binary.get(name, binary_default):
-            blob = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+            blob = oip.raw_bytes(arr)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
-            entry["data"] = arr.reshape(-1).tolist()
+            entry["data"] = oip.json_data(name, arr)
         body["outputs"].append(entry)
     head = json.dumps(body, separators=(",", ":")).encode()
     if not blobs:
