@@ -56,6 +56,24 @@ def model_metadata(served: ServedModel) -> dict[str, Any]:
     }
 
 
+# Parameters this server understands (Triton's binary tensor data extension); any other key is
+# refused, so that a misspelled one is not silently ignored.
+REQUEST_PARAMETERS = {"http": ("binary_data_output",), "grpc": ()}
+INPUT_PARAMETERS = {"http": ("binary_data_size",), "grpc": ()}
+OUTPUT_PARAMETERS = {"http": ("binary_data",), "grpc": ()}
+
+
+def check_parameters(where: str, parameters: Any, allowed: tuple[str, ...]) -> None:
+    """Raise InvalidInput for a parameter key outside ``allowed``."""
+    unknown = [k for k in parameters if k not in allowed]
+    if unknown:
+        accepted = ", ".join(allowed) if allowed else "none"
+        raise InvalidInput(
+            f"{where}: unsupported parameter{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(k) for k in unknown)}; accepted here: {accepted}"
+        )
+
+
 def decode_tensor(
     name: str,
     datatype: str,

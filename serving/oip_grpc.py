@@ -100,8 +100,18 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                 "give one per input or use typed contents"
             )
         limit = self.entry.limits.max_grpc_message_bytes
+        oip.check_parameters(
+            "the inference request", request.parameters, oip.REQUEST_PARAMETERS["grpc"]
+        )
+        for out in request.outputs:
+            oip.check_parameters(
+                f"output {out.name!r}", out.parameters, oip.OUTPUT_PARAMETERS["grpc"]
+            )
         inputs: dict[str, np.ndarray] = {}
         for i, tensor in enumerate(request.inputs):
+            oip.check_parameters(
+                f"input {tensor.name!r}", tensor.parameters, oip.INPUT_PARAMETERS["grpc"]
+            )
             if tensor.name in inputs:
                 raise InvalidInput(f"input {tensor.name!r} is given twice")
             if raw and tensor.contents.ByteSize():
