@@ -21,7 +21,14 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from serving.errors import InvalidInput, PayloadTooLarge, ServingError, UnsupportedMediaType
+from serving.errors import (
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServingError,
+    UnsupportedMediaType,
+)
 
 logger = logging.getLogger("ecomgan.refused")
 
@@ -35,6 +42,10 @@ _TYPE_WORDS = {
     "dict": "an object",
     "none": "null",
 }
+
+
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "true or false", type(None): "null"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -153,7 +164,7 @@ def check_json(spec: RouteSpec, body: bytes) -> None:
     if not isinstance(data, dict):
         raise InvalidInput(
             f"the request body must be a JSON object with the fields {', '.join(spec.fields)}; "
-            f"got {type(data).__name__}"
+            f"got {_JSON_KINDS.get(type(data), type(data).__name__)}"
         )
     check_fields(spec, list(data))
     try:
@@ -193,8 +204,14 @@ class EdgeValidation:
 
     async def __call__(self, scope, receive, send) -> None:
         spec = self.specs.get(scope.get("path", "")) if scope["type"] == "http" else None
-        if spec is None or scope.get("method") != "POST":
-            await self.app(scope, receive, send)
+        if spec is None:
+            await self.app(scope, receive, _json_errors(scope, send))
+            return
+        if scope.get("method") != "POST":
+            method = scope.get("method")
+            await _send_error(
+                send, MethodNotAllowed(f"{method} is not allowed on {spec.route}; use POST")
+            )
             return
         try:
             body = await self._read(scope, receive)
@@ -249,6 +266,31 @@ class EdgeValidation:
                 f"got Content-Type {media!r}"
             )
         check_json(spec, body)
+
+
+def _json_errors(scope, send):
+    """Wrap `send` so that Starlette's plain-text 404 and 405 become ``{"error": ...}``."""
+    state: dict = {}
+
+    async def wrapped(message) -> None:
+        if message["type"] == "http.response.start" and message["status"] in (404, 405):
+            headers = dict(message.get("headers") or [])
+            if headers.get(b"content-type", b"").startswith(b"text/plain"):
+                state["start"] = message
+                return
+        if message["type"] == "http.response.body" and "start" in state:
+            status = state.pop("start")["status"]
+            what = f"{scope.get('method')} {scope.get('path')}"
+            exc = (
+                NotFound(f"no route {what}; the routes are listed at / and /docs")
+                if status == 404
+                else MethodNotAllowed(f"{what}: method not allowed")
+            )
+            await _send_error(send, exc)
+            return
+        await send(message)
+
+    return wrapped
 
 
 def _replay(body: bytes, then=None):

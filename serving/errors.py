@@ -37,6 +37,13 @@ class UnsupportedMediaType(ServingError):
     http_status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
 
 
+class MethodNotAllowed(ServingError):
+    """A route called with a method it does not take (HTTP 405, UNIMPLEMENTED)."""
+
+    http_status = HTTPStatus.METHOD_NOT_ALLOWED
+    grpc_code = grpc.StatusCode.UNIMPLEMENTED
+
+
 class NotFound(ServingError):
     """Unknown model or version (HTTP 404, NOT_FOUND)."""
 

@@ -56,6 +56,24 @@ def model_metadata(served: ServedModel) -> dict[str, Any]:
     }
 
 
+# Parameters this server understands (Triton's binary tensor data extension); any other key is
+# refused, so that a misspelled one is not silently ignored.
+REQUEST_PARAMETERS = {"http": ("binary_data_output",), "grpc": ()}
+INPUT_PARAMETERS = {"http": ("binary_data_size",), "grpc": ()}
+OUTPUT_PARAMETERS = {"http": ("binary_data",), "grpc": ()}
+
+
+def check_parameters(where: str, parameters: Any, allowed: tuple[str, ...]) -> None:
+    """Raise InvalidInput for a parameter key outside ``allowed``."""
+    unknown = [k for k in parameters if k not in allowed]
+    if unknown:
+        accepted = ", ".join(allowed) if allowed else "none"
+        raise InvalidInput(
+            f"{where}: unsupported parameter{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(k) for k in unknown)}; accepted here: {accepted}"
+        )
+
+
 def decode_tensor(
     name: str,
     datatype: str,
@@ -86,11 +104,14 @@ def decode_tensor(
     if not dims or any(d < 0 for d in dims):
         raise InvalidInput(f"input {name!r}: shape must be non-negative integers, got {dims}")
     count = math.prod(dims)
-    nbytes = count * dtype.itemsize
+    # A BYTES element takes at least its 4-byte length prefix on the wire.
+    nbytes = count * (4 if datatype == "BYTES" else dtype.itemsize)
     if nbytes > max_bytes:
         raise PayloadTooLarge(
             f"input {name!r}: shape {dims} is {nbytes} bytes; the limit is {max_bytes} bytes"
         )
+    if datatype == "BYTES":
+        return _decode_bytes(name, dims, count, raw, data)
     if raw is not None:
         if len(raw) != nbytes:
             raise InvalidInput(
@@ -115,6 +136,84 @@ def decode_tensor(
     if arr.size != count:
         raise InvalidInput(f"input {name!r}: shape {dims} needs {count} elements, got {arr.size}")
     return arr.reshape(dims)
+
+
+def _decode_bytes(name: str, dims: list[int], count: int, raw, data: Any) -> np.ndarray:
+    """BYTES elements from the binary form (each a 4-byte little-endian length, then the
+    bytes; Triton's binary data extension and gRPC raw contents) or from a list of strings
+    (JSON ``data``, UTF-8) or of bytes (gRPC ``bytes_contents``)."""
+    out = np.empty(count, dtype=object)
+    if raw is not None:
+        view, offset = memoryview(raw), 0
+        for i in range(count):
+            if offset + 4 > len(view):
+                raise InvalidInput(
+                    f"input {name!r}: BYTES element {i} of {count} has no 4-byte length "
+                    f"prefix ({len(view) - offset} bytes left)"
+                )
+            n = int.from_bytes(view[offset : offset + 4], "little")
+            offset += 4
+            if offset + n > len(view):
+                raise InvalidInput(
+                    f"input {name!r}: BYTES element {i} declares {n} bytes, "
+                    f"{len(view) - offset} are left"
+                )
+            out[i] = bytes(view[offset : offset + n])
+            offset += n
+        if offset != len(view):
+            raise InvalidInput(
+                f"input {name!r}: {len(view) - offset} bytes follow the {count} BYTES elements "
+                f"of shape {dims}"
+            )
+        return out.reshape(dims)
+    if data is None:
+        raise InvalidInput(f"input {name!r} has no data (give 'data' or binary_data_size)")
+    try:
+        flat = np.asarray(data, dtype=object).reshape(-1)
+    except ValueError:
+        raise InvalidInput(f"input {name!r}: data must be a flat or nested list") from None
+    if flat.size != count:
+        raise InvalidInput(f"input {name!r}: shape {dims} needs {count} elements, got {flat.size}")
+    for i, v in enumerate(flat):
+        if isinstance(v, str):
+            out[i] = v.encode("utf-8")
+        elif isinstance(v, bytes):
+            out[i] = v
+        else:
+            raise InvalidInput(
+                f"input {name!r}: BYTES data must be strings, got {type(v).__name__} at {i}"
+            )
+    return out.reshape(dims)
+
+
+def raw_bytes(arr: np.ndarray) -> bytes:
+    """A tensor in the binary form: little-endian values, or length-prefixed BYTES elements."""
+    if arr.dtype == object:
+        return b"".join(
+            len(b).to_bytes(4, "little") + b for b in (_as_bytes(v) for v in arr.reshape(-1))
+        )
+    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+
+
+def json_data(name: str, arr: np.ndarray) -> list:
+    """A tensor as JSON ``data``: flat values, BYTES elements as UTF-8 strings.
+
+    Raises:
+        InvalidInput: A BYTES element that is not UTF-8 (ask for the output as binary data).
+    """
+    if arr.dtype != object:
+        return arr.reshape(-1).tolist()
+    try:
+        return [_as_bytes(v).decode("utf-8") for v in arr.reshape(-1)]
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            f"output {name!r} holds bytes that are not UTF-8 text; request it with "
+            '"parameters": {"binary_data": true}'
+        ) from None
+
+
+def _as_bytes(value: Any) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
 
 
 def output_arrays(

@@ -26,8 +26,12 @@ _CONTENTS_FIELD = {
     "INT32": "int_contents",
     "INT64": "int64_contents",
     "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
     "FP32": "fp32_contents",
     "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
 }
 
 
@@ -85,9 +89,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         )
         for name, arr in chosen:
             response.outputs.add(name=name, datatype=oip.datatype_of(arr), shape=arr.shape)
-            response.raw_output_contents.append(
-                np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
-            )
+            response.raw_output_contents.append(oip.raw_bytes(arr))
         return response
 
     def _decode(self, request) -> dict[str, np.ndarray]:
@@ -98,8 +100,18 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                 "give one per input or use typed contents"
             )
         limit = self.entry.limits.max_grpc_message_bytes
+        oip.check_parameters(
+            "the inference request", request.parameters, oip.REQUEST_PARAMETERS["grpc"]
+        )
+        for out in request.outputs:
+            oip.check_parameters(
+                f"output {out.name!r}", out.parameters, oip.OUTPUT_PARAMETERS["grpc"]
+            )
         inputs: dict[str, np.ndarray] = {}
         for i, tensor in enumerate(request.inputs):
+            oip.check_parameters(
+                f"input {tensor.name!r}", tensor.parameters, oip.INPUT_PARAMETERS["grpc"]
+            )
             if tensor.name in inputs:
                 raise InvalidInput(f"input {tensor.name!r} is given twice")
             if raw and tensor.contents.ByteSize():

@@ -66,6 +66,10 @@ def _split_body(request: Request, body: bytes) -> tuple[dict, memoryview]:
     if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
         raise InvalidInput('the inference request must be a JSON object with an "inputs" list')
     _known_keys("the inference request", header, REQUEST_KEYS)
+    params = header.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise InvalidInput("the inference request's 'parameters' must be an object")
+    oip.check_parameters("the inference request", params, oip.REQUEST_PARAMETERS["http"])
     return header, binary
 
 
@@ -100,6 +104,7 @@ def _decode_inputs(header: dict, binary: memoryview, max_bytes: int) -> dict[str
         params = tensor.get("parameters") or {}
         if not isinstance(params, dict):
             raise InvalidInput(f"input {name!r}: 'parameters' must be an object")
+        oip.check_parameters(f"input {name!r}", params, oip.INPUT_PARAMETERS["http"])
         size = params.get("binary_data_size")
         raw = None
         if size is not None:
@@ -137,6 +142,10 @@ def _encode_response(served, header: dict, outputs: dict[str, np.ndarray]) -> Re
         raise InvalidInput("'outputs' must be a list of objects with a string 'name'")
     for o in requested:
         _known_keys(f"output {o['name']!r}", o, OUTPUT_KEYS)
+        params = o.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise InvalidInput(f"output {o['name']!r}: 'parameters' must be an object")
+        oip.check_parameters(f"output {o['name']!r}", params, oip.OUTPUT_PARAMETERS["http"])
     params = header.get("parameters") or {}
     binary_default = bool(params.get("binary_data_output", False))
     want_binary = {
@@ -151,11 +160,11 @@ def _encode_response(served, header: dict, outputs: dict[str, np.ndarray]) -> Re
     for name, arr in chosen:
         entry = {"name": name, "datatype": oip.datatype_of(arr), "shape": list(arr.shape)}
         if want_binary.get(name, binary_default):
-            blob = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+            blob = oip.raw_bytes(arr)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
-            entry["data"] = arr.reshape(-1).tolist()
+            entry["data"] = oip.json_data(name, arr)
         body["outputs"].append(entry)
     head = json.dumps(body, separators=(",", ":")).encode()
     if not blobs:

@@ -13,9 +13,14 @@ import numpy as np
 logger = logging.getLogger("ecomgan.runtime")
 
 # OIP v2 datatype names (kserve/open-inference-protocol, "Tensor Data Types") <-> numpy.
+# BYTES elements are variable-length byte strings: numpy object arrays of `bytes`, as
+# tritonclient represents them.
 OIP_TO_NUMPY: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_),
     "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
     "INT8": np.dtype(np.int8),
     "INT16": np.dtype(np.int16),
     "INT32": np.dtype(np.int32),
@@ -23,6 +28,7 @@ OIP_TO_NUMPY: dict[str, np.dtype] = {
     "FP16": np.dtype(np.float16),
     "FP32": np.dtype(np.float32),
     "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
 }
 
 
@@ -37,6 +43,9 @@ def oip_datatype(dtype: np.dtype) -> str:
 _ORT_TO_OIP = {
     "tensor(bool)": "BOOL",
     "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
     "tensor(int8)": "INT8",
     "tensor(int16)": "INT16",
     "tensor(int32)": "INT32",
@@ -44,6 +53,7 @@ _ORT_TO_OIP = {
     "tensor(float16)": "FP16",
     "tensor(float)": "FP32",
     "tensor(double)": "FP64",
+    "tensor(string)": "BYTES",
 }
 
 

@@ -267,3 +267,46 @@ def test_sample_from_the_store_and_a_folder_equals_the_service(server, tmp_path)
     assert proc.returncode == 2
     assert "is an ONNX model, not a training checkpoint" in proc.stderr
     assert "--from" in proc.stderr and "weights_only" not in proc.stderr
+
+
+def test_oip_parameters_outside_the_binary_extension_are_refused(server):
+    """A misspelled or unsupported parameter is a client error, over HTTP and gRPC alike."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    gen = "products-generator"
+    nz = httpx.get(f"{server.url}/v2/models/{gen}").json()["inputs"][0]["shape"][1]
+    body = {
+        "inputs": [
+            {"name": "z", "shape": [1, nz], "datatype": "FP32", "data": [0.0] * nz},
+            {"name": "label", "shape": [1], "datatype": "INT64", "data": [1]},
+        ],
+        "parameters": {"binary_data_outptu": True},
+    }
+    r = httpx.post(f"{server.url}/v2/models/{gen}/infer", json=body)
+    assert r.status_code == 400 and r.json()["error"] == (
+        "the inference request: unsupported parameter 'binary_data_outptu'; "
+        "accepted here: binary_data_output"
+    )
+    z = np.zeros((1, nz), np.float32)
+    label = np.array([1], np.int64)
+    http = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
+    inputs = [
+        httpclient.InferInput("z", [1, nz], "FP32"),
+        httpclient.InferInput("label", [1], "INT64"),
+    ]
+    inputs[0].set_data_from_numpy(z)
+    inputs[1].set_data_from_numpy(label)
+    with pytest.raises(InferenceServerException, match="unsupported parameter 'tempo'"):
+        http.infer(gen, inputs, parameters={"tempo": 1})
+    g = grpcclient.InferenceServerClient(server.grpc_target)
+    inputs = [
+        grpcclient.InferInput("z", [1, nz], "FP32"),
+        grpcclient.InferInput("label", [1], "INT64"),
+    ]
+    inputs[0].set_data_from_numpy(z)
+    inputs[1].set_data_from_numpy(label)
+    with pytest.raises(InferenceServerException, match="unsupported parameter 'priority'"):
+        g.infer(gen, inputs, priority=3)
+    assert g.infer(gen, inputs).as_numpy("image").shape == (1, 1, 28, 28)

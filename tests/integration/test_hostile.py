@@ -329,9 +329,17 @@ HTTP_CASES = [
         "oip-unsupported-datatype",
         "POST",
         INFER,
-        {"json": _inputs(z=["a"] * NZ, z_type="BYTES")},
+        {"json": _inputs(z_type="FP8")},
         400,
         "not supported",
+    ),
+    (
+        "oip-bytes-for-a-float-input",
+        "POST",
+        INFER,
+        {"json": _inputs(z=["a"] * NZ, z_type="BYTES")},
+        400,
+        "must be FP32",
     ),
     (
         "oip-wrong-shape",

@@ -94,7 +94,9 @@ def test_refusals_name_the_field_and_what_is_allowed(route, body, expected):
     assert "validation error" not in message and "pydantic" not in message
 
 
-def _call(app, body: bytes, path: str, content_type: bytes = b"application/json"):
+def _call(
+    app, body: bytes, path: str, content_type: bytes = b"application/json", method: str = "POST"
+):
     sent: list[dict] = []
     chunks = [body[:3], body[3:]]
 
@@ -107,7 +109,7 @@ def _call(app, body: bytes, path: str, content_type: bytes = b"application/json"
 
     scope = {
         "type": "http",
-        "method": "POST",
+        "method": method,
         "path": path,
         "headers": [(b"content-type", content_type)],
     }
@@ -136,3 +138,28 @@ def test_middleware_passes_the_whole_body_on_and_answers_refusals_itself():
     assert _call(app, b"x" * 2000, "/products/generate")[0]["status"] == 413
     # Other routes (OIP, probes) are not this middleware's business.
     assert _call(app, b"{nope", "/v2/models/x/infer")[0]["status"] == 200
+
+
+def test_plain_text_404_and_405_become_json_errors():
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def ok(request):
+        return PlainTextResponse("fine")
+
+    inner = Starlette(routes=[Route("/livez", ok, methods=["GET"])])
+    app = EdgeValidation(inner, {"g": ProductsAPI.products_generate}, max_body_bytes=1000)
+    sent = _call(app, b"", "/nowhere", method="GET")
+    assert sent[0]["status"] == 404
+    assert json.loads(sent[1]["body"]) == {
+        "error": "no route GET /nowhere; the routes are listed at / and /docs"
+    }
+    assert _call(app, b"", "/livez", method="POST")[0]["status"] == 405
+    sent = _call(app, b"", "/products/generate", method="GET")
+    assert sent[0]["status"] == 405
+    assert json.loads(sent[1]["body"])["error"] == (
+        "GET is not allowed on /products/generate; use POST"
+    )
+    sent = _call(app, b"", "/livez", method="GET")
+    assert (sent[0]["status"], sent[1]["body"]) == (200, b"fine")

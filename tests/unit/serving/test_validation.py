@@ -107,7 +107,7 @@ def test_decode_tensor_raw_and_json():
 @pytest.mark.parametrize(
     ("kwargs", "error", "fragment"),
     [
-        ({"datatype": "BYTES", "shape": [1], "data": ["a"]}, InvalidInput, "not supported"),
+        ({"datatype": "COMPLEX64", "shape": [1], "data": [1]}, InvalidInput, "not supported"),
         ({"datatype": "FP32", "shape": [-1], "data": [1.0]}, InvalidInput, "non-negative"),
         ({"datatype": "FP32", "shape": ["a"], "data": [1.0]}, InvalidInput, "integers"),
         ({"datatype": "FP32", "shape": [2], "raw": b"\0" * 7}, InvalidInput, "needs 8 bytes"),
