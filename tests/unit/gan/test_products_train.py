@@ -90,7 +90,7 @@ def test_train_config_is_flat_with_help_and_round_trips():
 
 def test_dry_run_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("ECOMGAN_OFFLINE", "1")
-    monkeypatch.setattr("gan.products.data.SYSTEM_DIR", tmp_path / "none")
+    monkeypatch.setattr("gan.datasets.SYSTEM_ROOT", tmp_path / "none")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     cfg = TrainConfig(num_threads=1)
     path = train(cfg, tmp_path / "out", dry_run=True, progress=False)
@@ -149,7 +149,7 @@ def test_resume_continues_exactly(tmp_path, data_dir, tiny_ckpt):
 
 
 def test_keyboard_interrupt_leaves_a_loadable_checkpoint(tmp_path, data_dir, monkeypatch):
-    real_step, calls = train_module._train_step, []
+    real_step, calls = train_module.ProductsGAN.train_step, []
 
     def step_then_interrupt(*args):
         calls.append(1)
@@ -157,7 +157,7 @@ def test_keyboard_interrupt_leaves_a_loadable_checkpoint(tmp_path, data_dir, mon
             raise KeyboardInterrupt
         return real_step(*args)
 
-    monkeypatch.setattr(train_module, "_train_step", step_then_interrupt)
+    monkeypatch.setattr(train_module.ProductsGAN, "train_step", step_then_interrupt)
     cfg = dataclasses.replace(TINY, checkpoint_every=100)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path, data_dir=data_dir, progress=False)

@@ -128,7 +128,7 @@ def test_resume_continues_exactly(tmp_path, data_dir, tiny_ckpt):
 
 
 def test_keyboard_interrupt_leaves_a_loadable_checkpoint(tmp_path, data_dir, monkeypatch):
-    real_step, calls = train_module._train_step, []
+    real_step, calls = train_module.ShoppersGAN.train_step, []
 
     def step_then_interrupt(*args):
         calls.append(1)
@@ -136,7 +136,7 @@ def test_keyboard_interrupt_leaves_a_loadable_checkpoint(tmp_path, data_dir, mon
             raise KeyboardInterrupt
         return real_step(*args)
 
-    monkeypatch.setattr(train_module, "_train_step", step_then_interrupt)
+    monkeypatch.setattr(train_module.ShoppersGAN, "train_step", step_then_interrupt)
     cfg = dataclasses.replace(TINY, checkpoint_every=100)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path, data_dir=data_dir, progress=False)
