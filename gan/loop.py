@@ -34,7 +34,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -190,6 +190,25 @@ def fit(
         return _fit(family, Path(out_dir), info, data_dir, resume, dry_run, progress)
 
 
+def trainer(family: type[Family]) -> Callable[..., Path]:
+    """A family's public ``train`` function: ``fit`` with a fresh ``family(cfg)``."""
+
+    def train(
+        cfg: Any, out_dir: Path, *, data_dir: Path | None = None, resume: Path | None = None,
+        dry_run: bool = False, progress: bool = True,
+    ) -> Path:  # fmt: skip
+        """Train (or resume training) and return the path of the final checkpoint.
+
+        ``cfg`` is the family's ``TrainConfig``; the other arguments, the result and the
+        errors are those of ``gan.loop.fit``.
+        """
+        return fit(family(cfg), out_dir, data_dir=data_dir, resume=resume, dry_run=dry_run,
+                   progress=progress)  # fmt: skip
+
+    train.__module__ = family.__module__
+    return train
+
+
 def _fit(
     family: Family, out_dir: Path, info: gan_dist.DistInfo, data_dir: Path | None,
     resume: Path | None, dry_run: bool, progress: bool,
@@ -202,7 +221,7 @@ def _fit(
     gen = seed_everything(cfg.seed)
     total = family.dry_run_steps if dry_run else cfg.steps
     t0 = time.perf_counter()
-    ckpt = _read_for_resume(resume, family) if resume is not None else None
+    ckpt = load_checkpoint(resume, family.name) if resume is not None else None
     data_sha256 = family.load_data(data_dir, dry_run, ckpt, info)
     if ckpt is not None and (
         family.model_config(cfg.from_dict(ckpt["config"])) != family.model_config(cfg)
@@ -291,13 +310,6 @@ def _fit(
         save_samples()
     save()
     return ckpt_path
-
-
-def _read_for_resume(resume: Path, family: Family) -> dict[str, Any]:
-    ckpt = load_checkpoint(resume)
-    if ckpt.get("family") != family.name:
-        raise ValueError(f"{resume} is a {ckpt.get('family')!r} checkpoint, not {family.name!r}")
-    return ckpt
 
 
 @contextlib.contextmanager

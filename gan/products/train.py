@@ -4,7 +4,9 @@ Objective: hinge loss (Lim & Ye 2017; Miyato et al. 2018) by default, or the
 non-saturating BCE loss of Goodfellow et al. 2014 as in pytorch/examples' dcgan.
 Samples and exports use an exponential moving average of the generator's weights
 (Yazici et al. 2019). Everything needed to resume (weights, optimiser states, EMA,
-RNG state) is in one ``checkpoint.pt`` that loads with ``weights_only=True``.
+RNG state) is in one ``checkpoint.pt`` that loads with ``weights_only=True``. The loop
+(resume, EMA, checkpoints, metrics, Ctrl-C) is ``gan.loop``'s; this module supplies
+``TrainConfig`` and ``ProductsGAN``: data, networks, optimisers, the step and the sample grid.
 
 Under ``torchrun`` it trains data-parallel (see ``gan.distributed``): ``batch_size`` stays the
 global minibatch, each process takes its share, and only rank 0 writes files; the result
@@ -19,7 +21,7 @@ import torch.nn.functional as F
 
 from gan import distributed as gan_dist
 from gan.common import FlatConfig, latent, option, save_grid
-from gan.loop import Family, fit
+from gan.loop import Family, trainer
 from gan.products.data import CATEGORIES, load_fashion_mnist
 from gan.products.model import Discriminator, Generator, ModelConfig
 
@@ -182,37 +184,4 @@ class ProductsGAN(Family):
         save_grid(grid, len(CATEGORIES), out_dir / "samples" / "latest.png")
 
 
-def train(
-    cfg: TrainConfig,
-    out_dir: Path,
-    *,
-    data_dir: Path | None = None,
-    resume: Path | None = None,
-    dry_run: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Train (or resume training) and return the path of the final checkpoint.
-
-    Under ``torchrun`` every process calls this with the same arguments; the processes
-    split each minibatch and only rank 0 writes to ``out_dir``.
-
-    Args:
-        cfg: The run's settings.
-        out_dir: Receives ``checkpoint.pt``, ``metrics.jsonl`` and ``samples/``.
-        data_dir: Folder with the Fashion-MNIST ``.gz`` files (see ``gan.products.data``).
-        resume: A checkpoint to continue from, up to ``cfg.steps``; its model fields must
-            match ``cfg``'s. One-process and multi-process checkpoints are interchangeable.
-        dry_run: Run one step on random data (no dataset needed), for smoke tests.
-        progress: Show a tqdm progress bar (rank 0 only).
-
-    Returns:
-        ``out_dir / "checkpoint.pt"``.
-
-    Raises:
-        ValueError: If ``cfg.batch_size`` is not a multiple of the number of processes.
-        KeyboardInterrupt: Re-raised after writing a checkpoint of the steps completed so
-            far (in one process, a step cut short may leave its D update in that
-            checkpoint; several processes stop together between steps).
-    """
-    return fit(ProductsGAN(cfg), out_dir, data_dir=data_dir, resume=resume, dry_run=dry_run,
-               progress=progress)  # fmt: skip
+train = trainer(ProductsGAN)

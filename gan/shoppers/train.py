@@ -6,7 +6,8 @@ step (Gulrajani et al. 2017, lambda 10); the detector takes a BCE step on the re
 fakes rebuilt through ``decode``/``encode`` (exactly what the service will score); the
 generator minimises ``-critic + cross-entropy of the conditioned blocks``. Adam, lr 2e-4,
 betas (0.5, 0.9), as in CTGAN. Samples use an EMA of the generator (Yazici et al. 2019). The
-checkpoint holds the transformer's JSON document, so it is self-contained.
+checkpoint holds the transformer's JSON document, so it is self-contained. The loop (resume,
+EMA, checkpoints, metrics, Ctrl-C) is ``gan.loop``'s; ``ShoppersGAN`` supplies the rest.
 """
 
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 
 from ecomgan.tabular import TabularTransformer
 from gan.common import FlatConfig, atomic_write, latent, option
-from gan.loop import Family, fit
+from gan.loop import Family, trainer
 from gan.shoppers.data import COLUMNS, load_split, synthetic_table
 from gan.shoppers.model import Critic, Detector, Generator, ModelConfig
 from gan.shoppers.transformer import CondSampler, fit_transformer
@@ -186,33 +187,4 @@ class ShoppersGAN(Family):
         return {"transformer": self.transformer.to_dict()}
 
 
-def train(
-    cfg: TrainConfig,
-    out_dir: Path,
-    *,
-    data_dir: Path | None = None,
-    resume: Path | None = None,
-    dry_run: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Train (or resume training) and return the path of the final checkpoint.
-
-    Args:
-        cfg: The run's settings.
-        out_dir: Receives ``checkpoint.pt``, ``metrics.jsonl`` and ``samples/latest.csv``.
-        data_dir: The shoppers CSV or its folder (see ``gan.shoppers.data``).
-        resume: A checkpoint to continue from, up to ``cfg.steps``; its model fields must
-            match ``cfg``'s. The transformer is taken from it, not refitted.
-        dry_run: Two steps on a random table (no dataset needed), for smoke tests.
-        progress: Show a tqdm progress bar.
-
-    Returns:
-        ``out_dir / "checkpoint.pt"``.
-
-    Raises:
-        ValueError: On a bad ``resume`` checkpoint or when started by ``torchrun`` with
-            several processes (the model is small; it trains in one).
-        KeyboardInterrupt: Re-raised after writing a checkpoint of the steps completed so far.
-    """
-    return fit(ShoppersGAN(cfg), out_dir, data_dir=data_dir, resume=resume, dry_run=dry_run,
-               progress=progress)  # fmt: skip
+train = trainer(ShoppersGAN)
