@@ -304,7 +304,7 @@ def _fit(
                 if stop.requested():
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
-        save()  # in one process, a step cut short may leave its D update in this checkpoint
+        save()  # whole steps, unless a second Ctrl-C cut one short
         raise
     if step % cfg.sample_every != 0:
         save_samples()
@@ -317,8 +317,8 @@ def _sigint_held() -> Iterator[None]:
     """Hold Ctrl-C until the block ends, then raise it: a second Ctrl-C cannot cut a save short.
 
     (``save_checkpoint`` is atomic anyway: an interrupted save leaves the previous file.)
-    Where SIGINT does not raise KeyboardInterrupt (``gan_dist.StopSignal`` owns it while
-    several processes train), the handler is left alone.
+    Where SIGINT does not raise KeyboardInterrupt (``gan_dist.StopSignal`` owns it during
+    the steps), the handler is left alone.
     """
     if (
         threading.current_thread() is not threading.main_thread()

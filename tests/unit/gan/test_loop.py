@@ -195,3 +195,33 @@ def test_a_one_process_family_refuses_torchrun(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="toy-sequences family trains in one process"):
         fit(OneProcess(SeqConfig()), tmp_path, progress=False)
+
+
+def test_ctrl_c_mid_step_finishes_the_step_and_resumes_exactly(tmp_path, full, monkeypatch):
+    real_step, calls = SeqGAN.train_step, []
+
+    def step_with_ctrl_c(self, nets, optims, gen, info):
+        calls.append(1)
+        if len(calls) != 3:
+            return real_step(self, nets, optims, gen, info)
+        opt_d = optims["optim_d"]
+        real_update = opt_d.step
+
+        def update_then_ctrl_c(*args, **kwargs):  # after this step's D update, before G's
+            real_update(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        opt_d.step = update_then_ctrl_c
+        try:
+            return real_step(self, nets, optims, gen, info)
+        finally:
+            del opt_d.step
+
+    monkeypatch.setattr(SeqGAN, "train_step", step_with_ctrl_c)
+    cfg = dataclasses.replace(SeqConfig(), checkpoint_every=100)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, cfg)
+    assert len(calls) == 3 and load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
+    resumed = load_checkpoint(run(tmp_path, cfg, resume=tmp_path / "checkpoint.pt"))
+    for key in STATE:
+        assert_same_tensors(load_checkpoint(full)[key], resumed[key], key)
