@@ -53,6 +53,12 @@ class FlatConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def require_positive(self, *names: str) -> None:
+        """Raise ValueError unless every named field is >= 1 (for ``__post_init__``)."""
+        for name in names:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Self:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}

@@ -13,11 +13,14 @@ global minibatch, each process takes its share, and only rank 0 writes files; th
 matches the one-process run with the same seed up to the order of floating-point sums.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from gan import distributed as gan_dist
 from gan.common import FlatConfig, latent, option, save_grid
@@ -63,10 +66,9 @@ class TrainConfig(FlatConfig):
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        for name in ("steps", "batch_size", "n_critic", "sample_every", "checkpoint_every",
-                     "log_every", "nz", "ngf", "ndf", "embed_dim"):  # fmt: skip
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self.require_positive("steps", "batch_size", "n_critic", "sample_every",
+                              "checkpoint_every", "log_every", "nz", "ngf", "ndf",
+                              "embed_dim")  # fmt: skip
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(self.nz, len(CATEGORIES), self.ngf, self.ndf, self.embed_dim)
@@ -101,7 +103,13 @@ class ProductsGAN(Family):
     progress_fields = {"loss_d": ".3f", "loss_g": ".3f", "d_x": ".2f", "d_g_z": ".2f"}
     cfg: TrainConfig
 
-    def load_data(self, data_dir, dry_run, ckpt, info) -> str:
+    def load_data(
+        self,
+        data_dir: Path | None,
+        dry_run: bool,
+        ckpt: dict[str, Any] | None,
+        info: gan_dist.DistInfo,
+    ) -> str:
         cfg = self.cfg
         if dry_run:
             images = torch.randint(0, 256, (4 * cfg.batch_size, 28, 28), dtype=torch.uint8)
@@ -117,11 +125,11 @@ class ProductsGAN(Family):
     def model_config(self, cfg: TrainConfig) -> ModelConfig:
         return cfg.model_config()
 
-    def networks(self) -> dict[str, torch.nn.Module]:
+    def networks(self) -> dict[str, nn.Module]:
         mcfg = self.cfg.model_config()
         return {"generator": Generator(mcfg), "discriminator": Discriminator(mcfg)}
 
-    def optimizers(self, nets) -> dict[str, torch.optim.Optimizer]:
+    def optimizers(self, nets: Mapping[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
         cfg, adam = self.cfg, torch.optim.Adam
         betas = (cfg.beta1, cfg.beta2)
         return {
@@ -132,7 +140,10 @@ class ProductsGAN(Family):
     def items_per_step(self) -> int:
         return self.cfg.batch_size * self.cfg.n_critic
 
-    def train_step(self, nets, optims, gen, info) -> dict[str, float]:
+    def train_step(
+        self, nets: Mapping[str, nn.Module], optims: Mapping[str, torch.optim.Optimizer],
+        gen: torch.Generator, info: gan_dist.DistInfo,
+    ) -> dict[str, float]:  # fmt: skip
         """One generator update preceded by ``cfg.n_critic`` discriminator updates.
 
         Every rank draws the global minibatch from ``gen`` (on the CPU, so any device draws
@@ -178,7 +189,7 @@ class ProductsGAN(Family):
         }
         return gan_dist.mean_over_ranks(metrics, info)  # means of equal shards: global means
 
-    def save_samples(self, generator, out_dir: Path, step: int) -> None:
+    def save_samples(self, generator: nn.Module, out_dir: Path, step: int) -> None:
         grid = generator(*self.fixed)  # (100, 1, 28, 28), one row per category
         save_grid(grid, len(CATEGORIES), out_dir / "samples" / f"step_{step:06d}.png")
         save_grid(grid, len(CATEGORIES), out_dir / "samples" / "latest.png")

@@ -10,6 +10,7 @@ checkpoint holds the transformer's JSON document, so it is self-contained. The l
 EMA, checkpoints, metrics, Ctrl-C) is ``gan.loop``'s; ``ShoppersGAN`` supplies the rest.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,11 @@ from typing import Any
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ecomgan.tabular import TabularTransformer
 from gan.common import FlatConfig, atomic_write, latent, option
+from gan.distributed import DistInfo
 from gan.loop import Family, trainer
 from gan.shoppers.data import COLUMNS, load_split, synthetic_table
 from gan.shoppers.model import Critic, Detector, Generator, ModelConfig
@@ -63,11 +66,9 @@ class TrainConfig(FlatConfig):
     gumbel: float = option(1.0, "Gumbel noise scale on one-hot outputs (0: plain softmax)")
 
     def __post_init__(self) -> None:
-        positive = ("steps", "batch_size", "n_critic", "pac", "checkpoint_every", "sample_every",
-                    "log_every", "nz", "gen_width", "gen_depth", "critic_width")  # fmt: skip
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self.require_positive("steps", "batch_size", "n_critic", "pac", "checkpoint_every",
+                              "sample_every", "log_every", "nz", "gen_width", "gen_depth",
+                              "critic_width")  # fmt: skip
         if self.batch_size % self.pac:
             raise ValueError(f"batch_size {self.batch_size} must be a multiple of pac {self.pac}")
         for name in ("free_fraction", "extra_prob"):
@@ -112,7 +113,9 @@ class ShoppersGAN(Family):
     progress_fields = {"w_dist": ".3f", "cond_ce": ".3f", "det_acc": ".2f"}
     cfg: TrainConfig
 
-    def load_data(self, data_dir, dry_run, ckpt, info) -> str:
+    def load_data(
+        self, data_dir: Path | None, dry_run: bool, ckpt: dict[str, Any] | None, info: DistInfo
+    ) -> str:
         cfg = self.cfg
         table, data_sha256 = _table(dry_run, data_dir, cfg.split_seed)
         if ckpt is not None:  # resume with the fitted transformer, not a refit
@@ -128,11 +131,11 @@ class ShoppersGAN(Family):
     def model_config(self, cfg: TrainConfig) -> ModelConfig:
         return cfg.model_config(self.transformer)
 
-    def networks(self) -> dict[str, torch.nn.Module]:
+    def networks(self) -> dict[str, nn.Module]:
         mcfg = self.model_config(self.cfg)
         return {"generator": Generator(mcfg), "critic": Critic(mcfg), "detector": Detector(mcfg)}
 
-    def optimizers(self, nets) -> dict[str, torch.optim.Optimizer]:
+    def optimizers(self, nets: Mapping[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
         cfg, adam = self.cfg, torch.optim.Adam
         betas, wd = (cfg.beta1, cfg.beta2), cfg.weight_decay
         return {
@@ -141,7 +144,10 @@ class ShoppersGAN(Family):
             "optim_det": adam(nets["detector"].parameters(), cfg.lr_d, betas),
         }
 
-    def train_step(self, nets, optims, gen, info) -> dict[str, float]:
+    def train_step(
+        self, nets: Mapping[str, nn.Module], optims: Mapping[str, torch.optim.Optimizer],
+        gen: torch.Generator, info: DistInfo,
+    ) -> dict[str, float]:  # fmt: skip
         """``cfg.n_critic`` critic updates, one detector update, then one generator update."""
         cfg, sampler, transformer, b = self.cfg, self.sampler, self.transformer, self.cfg.batch_size
         net_g, critic, det = nets["generator"], nets["critic"], nets["detector"]
@@ -178,7 +184,7 @@ class ShoppersGAN(Family):
             "cond_ce": ce.item(), "loss_det": loss_det.item(), "det_acc": det_acc.item(),
         }  # fmt: skip
 
-    def save_samples(self, generator, out_dir: Path, step: int) -> None:
+    def save_samples(self, generator: nn.Module, out_dir: Path, step: int) -> None:
         rows = free_rows(generator, self.transformer, 200, self.cfg.seed)
         with atomic_write(out_dir / "samples" / "latest.csv") as f:
             f.write(rows.to_csv(index=False).encode())
