@@ -17,6 +17,11 @@ of the same seed change with it):
 5. per step: ``family.train_step`` (all its draws from the step generator), the EMA update,
    then metrics, samples and checkpoints at their intervals.
 
+Ctrl-C lets the step in progress finish (every rank stops at the same step), writes the
+checkpoint of the completed steps (atomically; a Ctrl-C during the write waits for it), and
+re-raises KeyboardInterrupt: resuming from it is bit-identical. A second Ctrl-C during a
+step stops at once (that checkpoint may then hold half a step).
+
 Checkpoint: one dict saved with ``torch.save`` and read with ``weights_only=True`` (the format
 of ``gan.common.CHECKPOINT_FORMAT``, version 1; unchanged by this loop)::
 
