@@ -53,6 +53,12 @@ class FlatConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def require_positive(self, *names: str) -> None:
+        """Raise ValueError unless every named field is >= 1 (for ``__post_init__``)."""
+        for name in names:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Self:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
@@ -84,11 +90,16 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike[str], family: str | None = None) -> dict[str, Any]:
     """Read a checkpoint written by ``save_checkpoint`` onto the CPU, without unpickling code.
 
+    Args:
+        path: The checkpoint file.
+        family: When given, the family the checkpoint must belong to.
+
     Raises:
-        ValueError: If the file is missing, unreadable, or not an ecomgan checkpoint.
+        ValueError: If the file is missing, unreadable, not an ecomgan checkpoint, or
+            another family's.
     """
     path = Path(path)
     if not path.is_file():
@@ -104,7 +115,35 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"checkpoint {path} has version {payload.get('version')!r}; "
             f"this code reads version {CHECKPOINT_VERSION}"
         )
+    if family is not None and payload.get("family") != family:
+        raise ValueError(f"{path} is a {payload.get('family')!r} checkpoint, not {family!r}")
     return payload
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    """Number of trainable parameters (spectral-norm vectors are buffers, not counted)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def describe_checkpoint(
+    ckpt: dict[str, Any], config: FlatConfig, nets: dict[str, torch.nn.Module]
+) -> dict[str, Any]:
+    """The JSON-serialisable facts every family's ``describe`` starts from (model-store metadata).
+
+    Args:
+        ckpt: The checkpoint, as ``load_checkpoint`` returns it.
+        config: Its ``TrainConfig``.
+        nets: Its networks by role, whose parameters are counted.
+    """
+    return {
+        "family": ckpt["family"],
+        "config": config.to_dict(),
+        "step": ckpt["step"],
+        "data_sha256": ckpt["data_sha256"],
+        "final_metrics": dict(ckpt["last_metrics"]),
+        "elapsed_s": ckpt["elapsed_s"],
+        "parameters": {role: count_parameters(net) for role, net in nets.items()},
+    }
 
 
 class EMA:

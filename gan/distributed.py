@@ -243,13 +243,14 @@ def mean_over_ranks(values: dict[str, float], info: DistInfo) -> dict[str, float
 
 
 class StopSignal:
-    """With several processes, Ctrl-C stops every rank at the same step boundary.
+    """Ctrl-C stops training at a step boundary: on every rank together, and resumably.
 
     torchrun forwards SIGINT to each worker; a KeyboardInterrupt raised inside a
     collective would leave the other ranks blocked or failing before rank 0 saves. In
     the ``with`` block, SIGINT only sets a flag, and ``requested()`` (called by every
-    rank once per step) says whether any rank got one. In one process it does nothing:
-    Ctrl-C raises KeyboardInterrupt as usual.
+    rank once per step) says whether any rank got one. In one process the same holds,
+    so that the checkpoint written on Ctrl-C is that of whole steps and resumes
+    bit-identically; a second Ctrl-C there raises KeyboardInterrupt at once (a stuck step).
     """
 
     def __init__(self, info: DistInfo) -> None:
@@ -258,10 +259,12 @@ class StopSignal:
         self._previous: Any = None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signalled and self.info.world_size == 1:
+            raise KeyboardInterrupt
         self.signalled = True
 
     def __enter__(self) -> StopSignal:
-        if self.info.world_size > 1 and threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 

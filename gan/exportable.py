@@ -1,10 +1,15 @@
-"""What a family hands to `export/`: a network ready for ONNX, with example inputs."""
+"""What a family hands to `export/`: networks ready for ONNX, and detector calibration data."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+
+# ``calibration_inputs``' result: (real inputs, fake inputs) of the discriminator, one array
+# per ONNX input each, e.g. ((images, labels), (images, labels)).
+CalibrationInputs = tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from gan.common import latent, load_checkpoint
-from gan.exportable import Exportable
+from gan.common import describe_checkpoint, latent, load_checkpoint
+from gan.exportable import CalibrationInputs, Exportable
 from gan.products.data import CATEGORIES, load_fashion_mnist, to_model_range
-from gan.products.model import Discriminator, Generator, bake_spectral_norm, count_parameters
+from gan.products.model import Discriminator, Generator, bake_spectral_norm
 from gan.products.quantization import (
     QUANTIZATION_RULES,
     detector_inputs,
@@ -43,9 +43,7 @@ __all__ = [
 
 
 def _read(checkpoint: Path) -> tuple[dict[str, Any], TrainConfig, dict[str, torch.nn.Module]]:
-    ckpt = load_checkpoint(checkpoint)
-    if ckpt.get("family") != FAMILY:
-        raise ValueError(f"{checkpoint} is a {ckpt.get('family')!r} checkpoint, not {FAMILY!r}")
+    ckpt = load_checkpoint(checkpoint, FAMILY)
     cfg = TrainConfig.from_dict(ckpt["config"])
     net_g, net_d = Generator(cfg.model_config()), Discriminator(cfg.model_config())
     net_g.load_state_dict(ckpt["generator_ema"])
@@ -104,7 +102,7 @@ def exportables(checkpoint: Path) -> dict[str, Exportable]:
 @torch.no_grad()
 def calibration_inputs(
     checkpoint: Path, n: int, seed: int, data_dir: Path | None = None
-) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+) -> CalibrationInputs:
     """Discriminator inputs for fitting a real/fake detector downstream.
 
     Args:
@@ -134,13 +132,4 @@ def calibration_inputs(
 def describe(checkpoint: Path) -> dict[str, Any]:
     """JSON-serialisable facts about a checkpoint, for model-store metadata."""
     ckpt, cfg, nets = _read(checkpoint)
-    return {
-        "family": FAMILY,
-        "config": cfg.to_dict(),
-        "step": ckpt["step"],
-        "data_sha256": ckpt["data_sha256"],
-        "final_metrics": dict(ckpt["last_metrics"]),
-        "elapsed_s": ckpt["elapsed_s"],
-        "parameters": {role: count_parameters(net) for role, net in nets.items()},
-        "categories": list(CATEGORIES),
-    }
+    return {**describe_checkpoint(ckpt, cfg, nets), "categories": list(CATEGORIES)}

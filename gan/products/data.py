@@ -1,13 +1,10 @@
 """Fashion-MNIST (Xiao et al. 2017) read from its IDX ``.gz`` files with numpy alone.
 
-The folder holding the four files is looked up in this order:
-
-1. the ``data_dir`` argument (the CLI's ``--data-dir``);
-2. ``$ECOMGAN_DATA_DIR/fashion-mnist``;
-3. ``/usr/share/datasets/fashion-mnist`` (Debian/Ubuntu package ``dataset-fashion-mnist``);
-4. ``${XDG_CACHE_HOME:-~/.cache}/ecomgan/fashion-mnist``, where missing files are
-   downloaded from the official mirror and kept only if their SHA-256 matches.
-
+A split's two files are found by ``gan.datasets.find`` (``--data-dir``,
+``$ECOMGAN_DATA_DIR/fashion-mnist`` or ``$ECOMGAN_DATA_DIR``,
+``/usr/share/datasets/fashion-mnist`` from the Debian/Ubuntu package ``dataset-fashion-mnist``,
+``${XDG_CACHE_HOME:-~/.cache}/ecomgan/fashion-mnist``); missing everywhere, they are
+downloaded from the official mirror into the cache and kept only if their SHA-256 matches.
 Set ``ECOMGAN_OFFLINE=1`` (or pass ``download=False``) to never download.
 """
 
@@ -18,34 +15,30 @@ import gzip
 import hashlib
 import os
 import struct
-import urllib.request
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from ecomgan.families import get_family
-from gan.common import atomic_write
+from ecomgan.files import atomic_write
+from gan.datasets import FASHION_MNIST, fetch, find
+from gan.datasets import DatasetNotFoundError as DatasetNotFoundError  # its error, re-exported
 
 CATEGORIES = get_family("products").classes  # declared once, in the family registry
 SPLITS = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+URL = FASHION_MNIST.source
 SHA256 = {  # of the official files; the Debian package ships the same bytes
     "train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",  # noqa: E501
     "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",  # noqa: E501
     "t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",  # noqa: E501
     "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",  # noqa: E501
 }
-SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 # IDX type codes (http://yann.lecun.com/exdb/mnist/); all multi-byte values are big-endian.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """Fashion-MNIST is in none of the searched folders and could not be downloaded."""
 
 
 class IDXError(ValueError):
@@ -94,22 +87,6 @@ def read_idx_gz(path: Path) -> np.ndarray:
     return parse_idx(raw, str(path))
 
 
-def search_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-    """The folders searched for the files, in lookup order."""
-    dirs = [Path(data_dir).expanduser()] if data_dir is not None else []
-    if os.environ.get("ECOMGAN_DATA_DIR"):
-        dirs.append(Path(os.environ["ECOMGAN_DATA_DIR"]).expanduser() / "fashion-mnist")
-    dirs.append(SYSTEM_DIR)
-    dirs.append(cache_dir())
-    return dirs
-
-
-def cache_dir() -> Path:
-    """``${XDG_CACHE_HOME:-~/.cache}/ecomgan/fashion-mnist``."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ecomgan" / "fashion-mnist"
-
-
 def find_split(
     split: str, data_dir: str | os.PathLike[str] | None = None, download: bool = True
 ) -> tuple[Path, Path]:
@@ -120,46 +97,17 @@ def find_split(
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLITS)}")
-    names = SPLITS[split]
-    dirs = search_dirs(data_dir)
-    for d in dirs:
-        if all((d / n).is_file() for n in names):
-            return d / names[0], d / names[1]
-    offline = os.environ.get("ECOMGAN_OFFLINE", "").strip().lower() not in ("", "0", "false")
-    reason = "downloading is disabled (download=False or ECOMGAN_OFFLINE=1)"
-    if download and not offline:
-        try:
-            for n in names:
-                _download(n, cache_dir())
-            return cache_dir() / names[0], cache_dir() / names[1]
-        except OSError as e:  # URLError, timeouts and disk errors are all OSErrors
-            reason = f"the download from {URL} failed: {e}"
-    searched = "\n".join(f"  - {d}" for d in dirs)
-    raise DatasetNotFoundError(
-        f"Fashion-MNIST {split} files {names} not found, and {reason}.\nSearched:\n{searched}\n"
-        "Provide them in one of three ways:\n"
-        "  1. pass --data-dir DIR (a folder with the .gz files), or set ECOMGAN_DATA_DIR "
-        "(files in $ECOMGAN_DATA_DIR/fashion-mnist);\n"
-        f"  2. apt install dataset-fashion-mnist (installs them in {SYSTEM_DIR});\n"
-        "  3. allow the download (download=True, ECOMGAN_OFFLINE unset), "
-        f"or place the files in {cache_dir()}."
-    )
 
+    def fetch_split(folder: Path) -> None:
+        for name in SPLITS[split]:
+            if not (folder / name).is_file():
+                raw = fetch(URL + name, SHA256[name])  # a mismatch raises before writing
+                with atomic_write(folder / name) as out:
+                    out.write(raw)
 
-def _download(name: str, folder: Path) -> None:
-    """Fetch one official file into ``folder``, renaming it into place only if its hash matches."""
-    if (folder / name).is_file():
-        return
-    h = hashlib.sha256()
-    with atomic_write(folder / name) as out, urllib.request.urlopen(URL + name, timeout=60) as r:
-        for chunk in iter(lambda: r.read(1 << 20), b""):
-            h.update(chunk)
-            out.write(chunk)
-        if h.hexdigest() != SHA256[name]:
-            # Raising inside atomic_write deletes the temp file; the target is never created.
-            raise ValueError(
-                f"checksum mismatch for {URL + name}: expected {SHA256[name]}, got {h.hexdigest()}"
-            )
+    images, labels = find(FASHION_MNIST, SPLITS[split], data_dir, download=fetch_split,
+                          allow_download=download)  # fmt: skip
+    return images, labels
 
 
 def load_fashion_mnist(
@@ -178,7 +126,8 @@ def load_fashion_mnist(
         file's bytes, which identifies the data a model was trained on.
 
     Raises:
-        DatasetNotFoundError: If the files cannot be found or downloaded.
+        DatasetNotFoundError: If the files cannot be found or downloaded (a
+            ``FileNotFoundError``; re-exported here from ``gan.datasets``).
         IDXError: If a file is corrupt or does not have the Fashion-MNIST layout.
     """
     images_path, labels_path = find_split(split, data_dir, download)

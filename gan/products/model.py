@@ -156,8 +156,3 @@ def bake_spectral_norm(disc: Discriminator) -> Discriminator:
                 dst.bias.copy_(src.bias)
     disc.train(was_training)
     return baked
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters (spectral-norm vectors are buffers, not counted)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -20,10 +20,10 @@ import pandas as pd
 import torch
 
 from ecomgan.tabular import TabularTransformer
-from gan.common import latent, load_checkpoint
-from gan.exportable import Exportable
+from gan.common import describe_checkpoint, latent, load_checkpoint
+from gan.exportable import CalibrationInputs, Exportable
 from gan.shoppers.data import COLUMNS, load_split
-from gan.shoppers.model import Critic, Detector, Generator, count_parameters
+from gan.shoppers.model import Critic, Detector, Generator
 from gan.shoppers.train import FAMILY, TrainConfig, round_trip, train
 
 __all__ = [
@@ -43,9 +43,7 @@ MAX_BATCH = 1000  # rows per generator call: bounds memory, and BatchNorm is per
 
 
 def _read(checkpoint: Path) -> tuple[dict[str, Any], TrainConfig, TabularTransformer, dict]:
-    ckpt = load_checkpoint(checkpoint)
-    if ckpt.get("family") != FAMILY:
-        raise ValueError(f"{checkpoint} is a {ckpt.get('family')!r} checkpoint, not {FAMILY!r}")
+    ckpt = load_checkpoint(checkpoint, FAMILY)
     cfg = TrainConfig.from_dict(ckpt["config"])
     transformer = TabularTransformer.from_dict(ckpt["transformer"])
     mcfg = cfg.model_config(transformer)
@@ -156,7 +154,7 @@ def exportables(checkpoint: Path) -> dict[str, Exportable]:
 @torch.no_grad()
 def calibration_inputs(
     checkpoint: Path, n: int, seed: int, data_dir: Path | None = None
-) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+) -> CalibrationInputs:
     """Detector inputs for fitting a real/fake calibration downstream.
 
     Args:
@@ -194,13 +192,7 @@ def describe(checkpoint: Path) -> dict[str, Any]:
     """JSON-serialisable facts about a checkpoint, for model-store metadata."""
     ckpt, cfg, transformer, nets = _read(checkpoint)
     return {
-        "family": FAMILY,
-        "config": cfg.to_dict(),
-        "step": ckpt["step"],
-        "data_sha256": ckpt["data_sha256"],
-        "final_metrics": dict(ckpt["last_metrics"]),
-        "elapsed_s": ckpt["elapsed_s"],
-        "parameters": {role: count_parameters(net) for role, net in nets.items()},
+        **describe_checkpoint(ckpt, cfg, nets),
         "z_dim": nets["generator"].z_dim,
         "cond_dim": transformer.cond_dim,
         "output_dim": transformer.output_dim,

@@ -1,12 +1,10 @@
 """Online Shoppers Purchasing Intention (Sakar et al. 2018, UCI dataset 468), torch-free.
 
-``online_shoppers_intention.csv`` is looked up in this order:
-
-1. the ``data_dir`` argument (the CLI's ``--data-dir``): the CSV itself or its folder;
-2. ``$ECOMGAN_DATA_DIR`` (the CSV directly in that folder);
-3. ``/usr/share/datasets/shoppers``;
-4. ``${XDG_CACHE_HOME:-~/.cache}/ecomgan/shoppers``, where it is extracted from the UCI zip
-   when missing (``ECOMGAN_OFFLINE=1`` or ``download=False`` forbid the download).
+``online_shoppers_intention.csv`` is found by ``gan.datasets.find``: ``--data-dir`` (the CSV
+or its folder), ``$ECOMGAN_DATA_DIR/shoppers`` or ``$ECOMGAN_DATA_DIR``,
+``/usr/share/datasets/shoppers``, ``${XDG_CACHE_HOME:-~/.cache}/ecomgan/shoppers``; missing
+everywhere, it is extracted from the UCI zip into the cache (``ECOMGAN_OFFLINE=1`` or
+``download=False`` forbid the download).
 
 Cleaning on load, as the source needs it: the 14 rows whose page counts, durations and
 rates are empty are dropped, and durations of -1 (the source's "not measured") become 0.
@@ -24,13 +22,10 @@ import numpy as np
 import pandas as pd
 
 from ecomgan.files import atomic_write
-from gan.datasets import DatasetNotFoundError, fetch, offline, search_dirs
+from gan.datasets import SHOPPERS, fetch, find
 
 FILENAME = "online_shoppers_intention.csv"
-SUBDIR = "shoppers"
-URL = (
-    "https://archive.ics.uci.edu/static/public/468/online+shoppers+purchasing+intention+dataset.zip"
-)
+URL = SHOPPERS.source
 TARGET = "Revenue"
 KINDS = ("count", "duration", "rate", "amount", "categorical", "boolean")
 # Table order of the source CSV; name -> kind.
@@ -67,39 +62,19 @@ def find_csv(data_dir: str | os.PathLike[str] | None = None, download: bool = Tr
     Raises:
         DatasetNotFoundError: If the file is nowhere and cannot be downloaded.
     """
-    if data_dir is not None and Path(data_dir).expanduser().is_file():
-        return Path(data_dir).expanduser()
-    dirs = search_dirs(SUBDIR, data_dir, env_subdir=False)
-    for d in dirs:
-        if (d / FILENAME).is_file():
-            return d / FILENAME
-    reason = "downloading is disabled (download=False or ECOMGAN_OFFLINE=1)"
-    if download and not offline():
-        try:
-            return _download(dirs[-1] / FILENAME)
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
-            reason = f"the download from {URL} failed: {e}"
-    searched = "\n".join(f"  - {d}" for d in dirs)
-    raise DatasetNotFoundError(
-        f"{FILENAME} not found, and {reason}.\nSearched:\n{searched}\n"
-        "Provide it in one of two ways:\n"
-        "  1. pass --data-dir PATH (the CSV or its folder), or set ECOMGAN_DATA_DIR "
-        "to its folder;\n"
-        f"  2. allow the download of {URL} (download=True, ECOMGAN_OFFLINE unset), "
-        f"or unzip it into {dirs[-1]}."
-    )
+    (path,) = find(SHOPPERS, (FILENAME,), data_dir, download=_download, allow_download=download)
+    return path
 
 
-def _download(dest: Path) -> Path:
+def _download(folder: Path) -> None:
     # UCI publishes no checksum and the shared copy is a subset, so none is checked here;
     # the file's SHA-256 is recorded in every checkpoint instead.
     with zipfile.ZipFile(io.BytesIO(fetch(URL))) as z:
         member = next((n for n in z.namelist() if n.endswith(FILENAME)), None)
         if member is None:
             raise ValueError(f"{URL} holds no {FILENAME} (members: {z.namelist()})")
-        with atomic_write(dest) as out:
+        with atomic_write(folder / FILENAME) as out:
             out.write(z.read(member))
-    return dest
 
 
 def load_shoppers(

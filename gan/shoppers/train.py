@@ -6,31 +6,24 @@ step (Gulrajani et al. 2017, lambda 10); the detector takes a BCE step on the re
 fakes rebuilt through ``decode``/``encode`` (exactly what the service will score); the
 generator minimises ``-critic + cross-entropy of the conditioned blocks``. Adam, lr 2e-4,
 betas (0.5, 0.9), as in CTGAN. Samples use an EMA of the generator (Yazici et al. 2019). The
-checkpoint holds the transformer's JSON document, so it is self-contained.
+checkpoint holds the transformer's JSON document, so it is self-contained. The loop (resume,
+EMA, checkpoints, metrics, Ctrl-C) is ``gan.loop``'s; ``ShoppersGAN`` supplies the rest.
 """
 
-import os
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+from torch import nn
 
 from ecomgan.tabular import TabularTransformer
-from gan.common import (
-    EMA,
-    FlatConfig,
-    MetricsLog,
-    atomic_write,
-    latent,
-    load_checkpoint,
-    option,
-    save_checkpoint,
-    seed_everything,
-)
+from gan.common import FlatConfig, atomic_write, latent, option
+from gan.distributed import DistInfo
+from gan.loop import Family, trainer
 from gan.shoppers.data import COLUMNS, load_split, synthetic_table
 from gan.shoppers.model import Critic, Detector, Generator, ModelConfig
 from gan.shoppers.transformer import CondSampler, fit_transformer
@@ -73,11 +66,9 @@ class TrainConfig(FlatConfig):
     gumbel: float = option(1.0, "Gumbel noise scale on one-hot outputs (0: plain softmax)")
 
     def __post_init__(self) -> None:
-        positive = ("steps", "batch_size", "n_critic", "pac", "checkpoint_every", "sample_every",
-                    "log_every", "nz", "gen_width", "gen_depth", "critic_width")  # fmt: skip
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self.require_positive("steps", "batch_size", "n_critic", "pac", "checkpoint_every",
+                              "sample_every", "log_every", "nz", "gen_width", "gen_depth",
+                              "critic_width")  # fmt: skip
         if self.batch_size % self.pac:
             raise ValueError(f"batch_size {self.batch_size} must be a multiple of pac {self.pac}")
         for name in ("free_fraction", "extra_prob"):
@@ -97,41 +88,6 @@ def round_trip(transformer: TabularTransformer, x: torch.Tensor) -> torch.Tensor
     return torch.from_numpy(transformer.encode(transformer.decode(x.detach().numpy())))
 
 
-def _train_step(cfg, nets, opts, x_real, sampler, transformer, gen) -> dict[str, float]:
-    """``cfg.n_critic`` critic and detector updates, then one generator update."""
-    net_g, critic, det = nets
-    opt_g, opt_c, opt_det = opts
-    b = cfg.batch_size
-    for _ in range(cfg.n_critic):
-        rows, mask = sampler.sample(b, gen)
-        real, cond = x_real[rows], sampler.cond(rows, mask)  # (B, output_dim), (B, cond_dim)
-        z = torch.randn(b, net_g.z_dim, generator=gen)
-        logits = net_g.logits(z, cond)
-        fake = net_g.activate(logits, z)
-        w_dist = critic(real, cond).mean() - critic(fake.detach(), cond).mean()
-        gp = critic.gradient_penalty(real, fake.detach(), cond, gen)
-        opt_c.zero_grad(set_to_none=True)
-        (cfg.gp_weight * gp - w_dist).backward()
-        opt_c.step()
-    out_real, out_fake = det(real), det(round_trip(transformer, fake))  # (B, 1) each
-    loss_det = F.binary_cross_entropy_with_logits(
-        out_real, torch.ones_like(out_real)
-    ) + F.binary_cross_entropy_with_logits(out_fake, torch.zeros_like(out_fake))
-    opt_det.zero_grad(set_to_none=True)
-    loss_det.backward()
-    opt_det.step()
-    ce = sampler.cross_entropy(logits, rows, mask)
-    loss_adv = -critic(fake, cond).mean()
-    opt_g.zero_grad(set_to_none=True)
-    (loss_adv + ce).backward()
-    opt_g.step()
-    det_acc = ((out_real > 0).float().mean() + (out_fake < 0).float().mean()) / 2
-    return {
-        "w_dist": w_dist.item(), "gp": gp.item(), "loss_g": loss_adv.item(), "cond_ce": ce.item(),
-        "loss_det": loss_det.item(), "det_acc": det_acc.item(),
-    }  # fmt: skip
-
-
 def _table(dry_run: bool, data_dir: Path | None, split_seed: int) -> tuple[pd.DataFrame, str]:
     if dry_run:
         return synthetic_table(200, seed=split_seed), "synthetic"
@@ -147,124 +103,94 @@ def free_rows(net_g: Generator, transformer: TabularTransformer, n: int, seed: i
     return pd.DataFrame(transformer.decode(x.numpy()))[list(COLUMNS)]
 
 
-def train(
-    cfg: TrainConfig,
-    out_dir: Path,
-    *,
-    data_dir: Path | None = None,
-    resume: Path | None = None,
-    dry_run: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Train (or resume training) and return the path of the final checkpoint.
+class ShoppersGAN(Family):
+    """The shoppers family's hooks for ``gan.loop.fit``: one process, on the CPU."""
 
-    Args:
-        cfg: The run's settings.
-        out_dir: Receives ``checkpoint.pt``, ``metrics.jsonl`` and ``samples/latest.csv``.
-        data_dir: The shoppers CSV or its folder (see ``gan.shoppers.data``).
-        resume: A checkpoint to continue from, up to ``cfg.steps``; its model fields must
-            match ``cfg``'s. The transformer is taken from it, not refitted.
-        dry_run: Two steps on a random table (no dataset needed), for smoke tests.
-        progress: Show a tqdm progress bar.
+    name = FAMILY
+    data_parallel = False
+    dry_run_steps = 2
+    rate_name = "rows_per_s"
+    progress_fields = {"w_dist": ".3f", "cond_ce": ".3f", "det_acc": ".2f"}
+    cfg: TrainConfig
 
-    Returns:
-        ``out_dir / "checkpoint.pt"``.
+    def load_data(
+        self, data_dir: Path | None, dry_run: bool, ckpt: dict[str, Any] | None, info: DistInfo
+    ) -> str:
+        cfg = self.cfg
+        table, data_sha256 = _table(dry_run, data_dir, cfg.split_seed)
+        if ckpt is not None:  # resume with the fitted transformer, not a refit
+            self.transformer = TabularTransformer.from_dict(ckpt["transformer"])
+        else:
+            self.transformer = fit_transformer(table, cfg.seed)
+        self.sampler = CondSampler(self.transformer, table, cfg.free_fraction, cfg.extra_prob)
+        self.x_real = torch.from_numpy(
+            self.transformer.encode({c: table[c].to_numpy() for c in COLUMNS})
+        )  # (rows, output_dim)
+        return data_sha256
 
-    Raises:
-        ValueError: On a bad ``resume`` checkpoint or when started by ``torchrun`` with
-            several processes (the model is small; it trains in one).
-        KeyboardInterrupt: Re-raised after writing a checkpoint of the steps completed so far.
-    """
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError("the shoppers family trains in one process; run it without torchrun")
-    out_dir = Path(out_dir)
-    ckpt_path = out_dir / "checkpoint.pt"
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    gen = seed_everything(cfg.seed)
-    total = 2 if dry_run else cfg.steps
-    t0 = time.perf_counter()
-    table, data_sha256 = _table(dry_run, data_dir, cfg.split_seed)
-    ckpt = load_checkpoint(resume) if resume is not None else None
-    if ckpt is not None:
-        if ckpt.get("family") != FAMILY:
-            raise ValueError(f"{resume} is a {ckpt.get('family')!r} checkpoint, not {FAMILY!r}")
-        transformer = TabularTransformer.from_dict(ckpt["transformer"])
-    else:
-        transformer = fit_transformer(table, cfg.seed)
-    mcfg = cfg.model_config(transformer)
-    if ckpt is not None and (
-        TrainConfig.from_dict(ckpt["config"]).model_config(transformer) != mcfg
-    ):
-        raise ValueError(f"{resume} is not a {FAMILY} checkpoint of this model shape")
-    sampler = CondSampler(transformer, table, cfg.free_fraction, cfg.extra_prob)
-    x_real = torch.from_numpy(transformer.encode({c: table[c].to_numpy() for c in COLUMNS}))
-    net_g, critic, det = Generator(mcfg), Critic(mcfg), Detector(mcfg)
-    ema = EMA(net_g, cfg.ema_decay)
-    betas = (cfg.beta1, cfg.beta2)
-    opt_g = torch.optim.Adam(net_g.parameters(), cfg.lr_g, betas, weight_decay=cfg.weight_decay)
-    opt_c = torch.optim.Adam(critic.parameters(), cfg.lr_d, betas, weight_decay=cfg.weight_decay)
-    opt_det = torch.optim.Adam(det.parameters(), cfg.lr_d, betas)
-    step, elapsed_before, last = 0, 0.0, {}
-    if ckpt is not None:
-        for module, key in ((net_g, "generator"), (ema.module, "generator_ema"),
-                            (critic, "critic"), (det, "detector"), (opt_g, "optim_g"),
-                            (opt_c, "optim_c"), (opt_det, "optim_det")):  # fmt: skip
-            module.load_state_dict(ckpt[key])
-        gen.set_state(ckpt["rng_state"]["train"])
-        torch.set_rng_state(ckpt["rng_state"]["torch"])
-        step, elapsed_before = ckpt["step"], ckpt["elapsed_s"]
-        ema.num_updates, last = step, ckpt.get("last_metrics", {})
-        t0 = time.perf_counter()  # a resumed run's fit time is already in elapsed_before
-    log = MetricsLog(out_dir / "metrics.jsonl", keep_until=step if resume else None)
+    def model_config(self, cfg: TrainConfig) -> ModelConfig:
+        return cfg.model_config(self.transformer)
 
-    def elapsed() -> float:
-        return elapsed_before + time.perf_counter() - t0
+    def networks(self) -> dict[str, nn.Module]:
+        mcfg = self.model_config(self.cfg)
+        return {"generator": Generator(mcfg), "critic": Critic(mcfg), "detector": Detector(mcfg)}
 
-    def save() -> None:
-        save_checkpoint(ckpt_path, {
-            "format": "ecomgan-checkpoint", "version": 1, "family": FAMILY,
-            "config": cfg.to_dict(), "step": step, "transformer": transformer.to_dict(),
-            "generator": net_g.state_dict(), "generator_ema": ema.module.state_dict(),
-            "critic": critic.state_dict(), "detector": det.state_dict(),
-            "optim_g": opt_g.state_dict(), "optim_c": opt_c.state_dict(),
-            "optim_det": opt_det.state_dict(),
-            "data_sha256": data_sha256, "elapsed_s": elapsed(), "last_metrics": last,
-            "rng_state": {"train": gen.get_state(), "torch": torch.get_rng_state()},
-        })  # fmt: skip
+    def optimizers(self, nets: Mapping[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
+        cfg, adam = self.cfg, torch.optim.Adam
+        betas, wd = (cfg.beta1, cfg.beta2), cfg.weight_decay
+        return {
+            "optim_g": adam(nets["generator"].parameters(), cfg.lr_g, betas, weight_decay=wd),
+            "optim_c": adam(nets["critic"].parameters(), cfg.lr_d, betas, weight_decay=wd),
+            "optim_det": adam(nets["detector"].parameters(), cfg.lr_d, betas),
+        }
 
-    def save_samples() -> None:
+    def train_step(
+        self, nets: Mapping[str, nn.Module], optims: Mapping[str, torch.optim.Optimizer],
+        gen: torch.Generator, info: DistInfo,
+    ) -> dict[str, float]:  # fmt: skip
+        """``cfg.n_critic`` critic updates, one detector update, then one generator update."""
+        cfg, sampler, transformer, b = self.cfg, self.sampler, self.transformer, self.cfg.batch_size
+        net_g, critic, det = nets["generator"], nets["critic"], nets["detector"]
+        opt_g, opt_c, opt_det = optims["optim_g"], optims["optim_c"], optims["optim_det"]
+        # (1) update D: the packed critic's WGAN-GP step on real rows vs fake.detach() ...
+        for _ in range(cfg.n_critic):
+            rows, mask = sampler.sample(b, gen)
+            real, cond = self.x_real[rows], sampler.cond(rows, mask)  # (B, out_dim), (B, cond_dim)
+            z = torch.randn(b, net_g.z_dim, generator=gen)
+            logits = net_g.logits(z, cond)
+            fake = net_g.activate(logits, z)
+            w_dist = critic(real, cond).mean() - critic(fake.detach(), cond).mean()
+            gp = critic.gradient_penalty(real, fake.detach(), cond, gen)
+            opt_c.zero_grad(set_to_none=True)
+            (cfg.gp_weight * gp - w_dist).backward()
+            opt_c.step()
+        # ... and the per-row detector's BCE step, on the fakes as the service will see them
+        out_real, out_fake = det(real), det(round_trip(transformer, fake))  # (B, 1) each
+        loss_det = F.binary_cross_entropy_with_logits(
+            out_real, torch.ones_like(out_real)
+        ) + F.binary_cross_entropy_with_logits(out_fake, torch.zeros_like(out_fake))
+        opt_det.zero_grad(set_to_none=True)
+        loss_det.backward()
+        opt_det.step()
+        # (2) update G: fool the critic and honour the conditions
+        ce = sampler.cross_entropy(logits, rows, mask)
+        loss_adv = -critic(fake, cond).mean()
+        opt_g.zero_grad(set_to_none=True)
+        (loss_adv + ce).backward()
+        opt_g.step()
+        det_acc = ((out_real > 0).float().mean() + (out_fake < 0).float().mean()) / 2
+        return {
+            "w_dist": w_dist.item(), "gp": gp.item(), "loss_g": loss_adv.item(),
+            "cond_ce": ce.item(), "loss_det": loss_det.item(), "det_acc": det_acc.item(),
+        }  # fmt: skip
+
+    def save_samples(self, generator: nn.Module, out_dir: Path, step: int) -> None:
+        rows = free_rows(generator, self.transformer, 200, self.cfg.seed)
         with atomic_write(out_dir / "samples" / "latest.csv") as f:
-            f.write(free_rows(ema.module, transformer, 200, cfg.seed).to_csv(index=False).encode())
+            f.write(rows.to_csv(index=False).encode())
 
-    nets, opts = (net_g, critic, det), (opt_g, opt_c, opt_det)
-    for net in nets:
-        net.train()
-    window_t, window_step, rows_per_s = time.perf_counter(), step, 0.0
-    try:
-        with tqdm(total=total, initial=step, disable=not progress, unit="step") as bar:
-            while step < total:
-                m = _train_step(cfg, nets, opts, x_real, sampler, transformer, gen)
-                ema.update(net_g)
-                step += 1
-                if step % cfg.log_every == 0 or step == total:
-                    now = time.perf_counter()
-                    rows_per_s = (step - window_step) * cfg.batch_size / max(now - window_t, 1e-9)
-                    window_t, window_step = now, step
-                    last = {"step": step, **m, "rows_per_s": rows_per_s, "elapsed_s": elapsed()}
-                    log.append(last)
-                bar.set_postfix(
-                    w=f"{m['w_dist']:.3f}", ce=f"{m['cond_ce']:.3f}",
-                    det=f"{m['det_acc']:.2f}", rows_s=f"{rows_per_s:.0f}", refresh=False,
-                )  # fmt: skip
-                bar.update(1)
-                if step % cfg.sample_every == 0:
-                    save_samples()
-                if step % cfg.checkpoint_every == 0:
-                    save()
-    except KeyboardInterrupt:
-        save()
-        raise
-    save_samples()
-    save()
-    return ckpt_path
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {"transformer": self.transformer.to_dict()}
+
+
+train = trainer(ShoppersGAN)

@@ -133,15 +133,27 @@ def test_cpu_sync_batchnorm_conversion_shares_tensors_and_keys():
     torch.testing.assert_close(sync.running_var, bn.running_var, rtol=0, atol=0)
 
 
-def test_stop_signal_turns_sigint_into_a_flag_with_several_processes():
+def wait_for(flag) -> None:
+    deadline = time.monotonic() + 5
+    while not flag() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_stop_signal_turns_sigint_into_a_flag():
     with gan_dist.StopSignal(gan_dist.DistInfo(world_size=2)) as stop:
         assert signal.getsignal(signal.SIGINT) == stop._handle  # else SIGINT would stop pytest
         os.kill(os.getpid(), signal.SIGINT)
-        deadline = time.monotonic() + 5
-        while not stop.signalled and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: stop.signalled)
         assert stop.signalled
+        os.kill(os.getpid(), signal.SIGINT)  # several processes: still only the flag
+        time.sleep(0.05)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    with gan_dist.StopSignal(gan_dist.DistInfo()) as stop:  # one process: Ctrl-C as usual
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # One process: the first Ctrl-C is a flag too (the step ends), the second stops at once.
+    with pytest.raises(KeyboardInterrupt), gan_dist.StopSignal(gan_dist.DistInfo()) as stop:
         assert not stop.requested()
+        os.kill(os.getpid(), signal.SIGINT)
+        wait_for(stop.requested)
+        assert stop.requested()
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -55,12 +55,12 @@ def isolated_lookup(tmp_path, monkeypatch):
     monkeypatch.delenv("ECOMGAN_DATA_DIR", raising=False)
     monkeypatch.delenv("ECOMGAN_OFFLINE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "SYSTEM_DIR", tmp_path / "system")
+    monkeypatch.setattr("gan.datasets.SYSTEM_ROOT", tmp_path / "system")
 
     def no_network(*args, **kwargs):
         raise OSError("network disabled in tests")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr("urllib.request.urlopen", no_network)
     data._load_files.cache_clear()
 
 
@@ -118,10 +118,12 @@ def test_lookup_order(tmp_path, monkeypatch):
     explicit, env, system, cache = (tmp_path / d for d in ("explicit", "env", "system", "cache"))
     write_split(cache / "ecomgan" / "fashion-mnist", n=1)
     assert len(load_fashion_mnist("train", download=False)[0]) == 1
-    write_split(system, n=2)
+    write_split(system / "fashion-mnist", n=2)
     assert len(load_fashion_mnist("train", download=False)[0]) == 2
-    write_split(env / "fashion-mnist", n=3)
+    write_split(env, n=5)  # the flat layout of the shared data folder
     monkeypatch.setenv("ECOMGAN_DATA_DIR", str(env))
+    assert len(load_fashion_mnist("train", download=False)[0]) == 5
+    write_split(env / "fashion-mnist", n=3)  # the sub-folder wins over the flat layout
     assert len(load_fashion_mnist("train", download=False)[0]) == 3
     write_split(explicit, n=4)
     assert len(load_fashion_mnist("train", explicit, download=False)[0]) == 4
@@ -154,10 +156,8 @@ def test_download_verifies_checksums(tmp_path, monkeypatch):
         data, "SHA256", {n: hashlib.sha256(b).hexdigest() for n, b in served.items()}
     )
     monkeypatch.setattr(
-        data.urllib.request,
-        "urlopen",
-        lambda url, timeout: io.BytesIO(served[url.rsplit("/", 1)[1]]),
-    )  # noqa: E501
+        "urllib.request.urlopen", lambda url, timeout: io.BytesIO(served[url.rsplit("/", 1)[1]])
+    )
     images, _, _ = load_fashion_mnist("test")
     assert len(images) == 3
     cache = tmp_path / "cache" / "ecomgan" / "fashion-mnist"

@@ -5,13 +5,8 @@ from __future__ import annotations
 import torch
 from torch.nn.utils import parametrize
 
-from gan.products.model import (
-    Discriminator,
-    Generator,
-    ModelConfig,
-    bake_spectral_norm,
-    count_parameters,
-)
+from gan.common import count_parameters
+from gan.products.model import Discriminator, Generator, ModelConfig, bake_spectral_norm
 
 SMALL = ModelConfig(nz=8, ngf=8, ndf=8, embed_dim=4)
 

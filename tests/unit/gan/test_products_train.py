@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
 import signal
@@ -36,8 +35,6 @@ TINY = TrainConfig(
     steps=4, batch_size=8, nz=8, ngf=8, ndf=8, embed_dim=4,
     log_every=1, sample_every=2, checkpoint_every=2, num_threads=1,
 )  # fmt: skip
-# The package re-exports the function train(), which shadows the submodule's name.
-train_module = importlib.import_module("gan.products.train")
 STATE_KEYS = ("generator", "generator_ema", "discriminator", "optim_g", "optim_d", "rng_state")
 
 
@@ -90,7 +87,7 @@ def test_train_config_is_flat_with_help_and_round_trips():
 
 def test_dry_run_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("ECOMGAN_OFFLINE", "1")
-    monkeypatch.setattr("gan.products.data.SYSTEM_DIR", tmp_path / "none")
+    monkeypatch.setattr("gan.datasets.SYSTEM_ROOT", tmp_path / "none")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     cfg = TrainConfig(num_threads=1)
     path = train(cfg, tmp_path / "out", dry_run=True, progress=False)
@@ -146,25 +143,6 @@ def test_resume_continues_exactly(tmp_path, data_dir, tiny_ckpt):
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").open()] == [1, 2, 3, 4]
     with pytest.raises(ValueError, match="model shape"):
         train(dataclasses.replace(TINY, ngf=16), tmp_path / "x", data_dir=data_dir, resume=half)
-
-
-def test_keyboard_interrupt_leaves_a_loadable_checkpoint(tmp_path, data_dir, monkeypatch):
-    real_step, calls = train_module._train_step, []
-
-    def step_then_interrupt(*args):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_step(*args)
-
-    monkeypatch.setattr(train_module, "_train_step", step_then_interrupt)
-    cfg = dataclasses.replace(TINY, checkpoint_every=100)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path, data_dir=data_dir, progress=False)
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
-    monkeypatch.undo()
-    path = train(cfg, tmp_path, data_dir=data_dir, resume=tmp_path / "checkpoint.pt")
-    assert load_checkpoint(path)["step"] == 4
 
 
 def test_sigint_to_a_training_process(tmp_path, data_dir):

@@ -9,8 +9,8 @@ import torch
 
 import gan.shoppers
 from export.onnx import export_onnx, onnx_io_signature, validate_onnx
-from gan.common import latent
-from gan.shoppers.model import Critic, Detector, Generator, ModelConfig, count_parameters
+from gan.common import count_parameters, latent
+from gan.shoppers.model import Critic, Detector, Generator, ModelConfig
 from gan.shoppers.train import TrainConfig
 
 SPANS = ((0, 1, "tanh"), (1, 4, "softmax"), (4, 6, "softmax"), (6, 7, "tanh"), (7, 9, "softmax"))
