@@ -69,7 +69,7 @@ def _quality_gates(args: argparse.Namespace) -> dict:
     import json
 
     from ecomgan.files import sha256_file
-    from export.gates import enforce
+    from ecomgan.gates import enforce
 
     if args.quality_report is None:
         if not args.allow_below_gates:
@@ -325,7 +325,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--quality-report",
         help="report.json written by `ecomgan evaluate` for this "
-        "checkpoint; its quality gates (export/gates.py) must pass",
+        "checkpoint; its quality gates (ecomgan/gates.py) must pass",
     )
     p.add_argument(
         "--allow-below-gates",

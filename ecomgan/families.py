@@ -35,7 +35,7 @@ class Family:
         max_batch_size: Adaptive-batching cap of each role's batchable API.
         max_latency_ms: Adaptive-batching deadline of each role's batchable API.
         classes: Names of the conditioning classes, index = label (empty if unconditional).
-        quality_gates: Whether `ecomgan export` enforces `export.gates` (needs an evaluation).
+        quality_gates: Whether `ecomgan export` enforces `ecomgan.gates` (needs an evaluation).
         evaluator: ``module:function`` behind `ecomgan evaluate`, called as
             ``f(checkpoint, out_dir, *, data_dir, n_samples, seed, quick)``; it writes
             ``report.md`` (and more) into ``out_dir``. Empty: the CLI's own path (products).

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import ecomgan
+from ecomgan.calibration import fit_detector
 from ecomgan.families import ROLES, Family, get_family
 from ecomgan.files import sha256_file
 from export import store
-from export.calibration import fit_detector
 
 if TYPE_CHECKING:
     from gan.exportable import Exportable
@@ -92,7 +92,7 @@ def export_family(
         opset: ONNX opset; defaults to `export.onnx.DEFAULT_OPSET`.
         data_dir: Where the family module finds real data for calibration (None: its default).
         calibration_samples: Real and generated inputs each used to calibrate the discriminator.
-        quality: The quality-gate verdict (``export.gates.enforce``), stored in the manifest.
+        quality: The quality-gate verdict (``ecomgan.gates.enforce``), stored in the manifest.
 
     Returns:
         The folder and its manifest.

@@ -13,10 +13,10 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import Field
 from starlette.responses import Response
 
+from ecomgan.calibration import apply as apply_calibration
 from ecomgan.families import get_family
 from ecomgan.images import grid, png_bytes, to_model_range, to_uint8
 from ecomgan.seeding import latent
-from export.calibration import apply as apply_calibration
 from serving.errors import InvalidInput, answer
 
 FAMILY = get_family("products")

@@ -21,10 +21,10 @@ import numpy as np
 from pydantic import Field
 from starlette.responses import Response
 
+from ecomgan.calibration import apply as apply_calibration
 from ecomgan.families import get_family
 from ecomgan.seeding import latent
 from ecomgan.tabular import TabularTransformer
-from export.calibration import apply as apply_calibration
 from serving.errors import InvalidInput, answer
 
 FAMILY = get_family("shoppers")

@@ -14,7 +14,7 @@ architecture and signature ``(image, label) -> logit`` (high = real), on:
 with augmentations applied alike to both classes (Gaussian noise, blur, JPEG re-encoding,
 shifts of up to 2 px) so that it cannot key on one artefact that post-processing erases.
 Every fake is first rounded to 8-bit pixels, as the service's PNG output is, so that
-"not on the 1/127.5 grid" is never a cue. Platt scaling (``export.calibration``) then
+"not on the 1/127.5 grid" is never a cue. Platt scaling (``ecomgan.calibration``) then
 maps logits to probabilities; the threshold holds the real-image false-positive rate at
 1%. ``save_detector_checkpoint`` writes a normal products checkpoint whose
 ``discriminator`` is the detector, so ``ecomgan export`` ships it unchanged.
@@ -257,7 +257,7 @@ def detector_report(
     """Score a checkpoint's discriminator as a detector on held-out halves.
 
     Real images and each generator's fakes are split in two halves with ``seed``. Platt
-    scaling and the 1%-FPR threshold (``export.calibration.fit_detector``) are fit on the
+    scaling and the 1%-FPR threshold (``ecomgan.calibration.fit_detector``) are fit on the
     first halves (reals vs ``subject``'s fakes); every number is measured on the second.
 
     Args:
@@ -273,7 +273,7 @@ def detector_report(
         ``calibration`` and, per generator, ``auroc``, ``average_precision``,
         ``tpr_at_1pct_fpr`` and TPR/FPR at the calibrated threshold.
     """
-    from export.calibration import apply, auroc, fit_detector
+    from ecomgan.calibration import apply, auroc, fit_detector
     from gan import metrics
     from gan.products import load
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from ecomgan.calibration import apply, auroc
 from ecomgan.files import sha256_file
+from ecomgan.int8_rules import DISCRIMINATOR_RULE, GENERATOR_RULE
 from ecomgan.seeding import latent
-from export.calibration import apply, auroc
-from export.quantize import DISCRIMINATOR_RULE, GENERATOR_RULE
 from gan.products.data import CATEGORIES, load_fashion_mnist, to_model_range
 
 EVAL_SEED = 1  # latents of the quality evaluation, as `ecomgan evaluate`

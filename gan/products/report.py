@@ -201,9 +201,9 @@ def run_evaluation(
         **kwargs: Passed to ``gan.products.evaluate.evaluate_generators``.
 
     Returns:
-        ``(report, gates)``: the report dict and ``export.gates.enforce``'s verdict.
+        ``(report, gates)``: the report dict and ``ecomgan.gates.enforce``'s verdict.
     """
-    from export.gates import enforce
+    from ecomgan.gates import enforce
     from gan.products.evaluate import evaluate_generators
 
     report, arrays = evaluate_generators(generators, **kwargs)

@@ -141,7 +141,7 @@ def test_score_matches_onnx_and_calibration(client, shipped_home):
     import onnxruntime as ort
     import yaml
 
-    from export.calibration import apply
+    from ecomgan.calibration import apply
 
     name = "products-discriminator"
     version = (shipped_home / "models" / name / "latest").read_text().strip()

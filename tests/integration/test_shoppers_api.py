@@ -13,9 +13,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from ecomgan.calibration import apply as apply_calibration
 from ecomgan.seeding import latent
 from ecomgan.tabular import TabularTransformer
-from export.calibration import apply as apply_calibration
 from gan.shoppers.data import load_split
 from serving.shoppers import EXAMPLE_GENERATE, EXAMPLE_SESSION
 from tests.conftest import REPO

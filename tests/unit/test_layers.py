@@ -17,15 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 LAYERS = ("core", "gan", "export", "serving", "top", "benchmarks", "tests")
 TOP = {"ecomgan.cli", "service"}
-# Upward imports that remain until the pure-numpy calibration and quality-gate helpers move
-# below gan (this needs edits in export/, see the report of issue 12). The test fails when
-# one of them goes away, so that the entry is removed with it.
-KNOWN_UPWARD = {
-    ("gan.products.quantization", "export.calibration"),
-    ("gan.products.quantization", "export.quantize"),
-    ("gan.products.detector", "export.calibration"),
-    ("gan.products.report", "export.gates"),
-}
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 
 
 def layer(module: str) -> str | None:

@@ -16,9 +16,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from ecomgan.calibration import auroc
 from ecomgan.families import FAMILIES, Family
 from export import store
-from export.calibration import auroc
 from export.pipeline import (
     ArtifactError,
     ensure_registered,
@@ -248,7 +248,7 @@ def test_bad_precision_and_corrupt_stored_int8_are_refused(served_toy, monkeypat
 
 
 def test_products_detector_inputs_reproduce_the_export_calibration(data_dir):
-    from export.calibration import fit_detector
+    from ecomgan.calibration import fit_detector
     from gan.products.quantization import detector_inputs, quantization_inputs
 
     folder = REPO / "models" / "products"

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import gan.products
-from export.gates import enforce
+from ecomgan.gates import enforce
 from gan.common import load_checkpoint
 from gan.products import TrainConfig, exportables, train
 from gan.products.baseline import BaselineConfig, load_baseline, train_baseline

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export.calibration import auroc
+from ecomgan.calibration import auroc
 from gan import metrics
 
 

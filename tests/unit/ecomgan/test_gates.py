@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from export import gates
-from export.gates import DEFAULTS, QualityGateError, check, enforce
+from ecomgan import gates
+from ecomgan.gates import DEFAULTS, QualityGateError, check, enforce
 
 
 def make_report(**subject) -> dict:

@@ -1,4 +1,4 @@
-"""export.calibration: Platt scaling, a conservative threshold, and numpy-only imports."""
+"""ecomgan.calibration: Platt scaling, a conservative threshold, and numpy-only imports."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from export.calibration import apply, auroc, fit_detector
+from ecomgan.calibration import apply, auroc, fit_detector
 
 
 def logits(seed: int, real_mean: float, fake_mean: float, n_real=2000, n_fake=2000):
@@ -105,8 +105,8 @@ def test_rejects_bad_input(real, fake, kwargs, match):
 
 def test_imports_only_numpy_and_stdlib():
     code = (
-        "import sys, export.calibration\n"
-        "heavy = {'torch', 'onnx', 'onnxruntime', 'bentoml', 'gan', 'ecomgan'}\n"
+        "import sys, ecomgan.calibration\n"
+        "heavy = {'torch', 'onnx', 'onnxruntime', 'bentoml', 'gan', 'export'}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
