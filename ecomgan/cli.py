@@ -417,7 +417,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("ecomgan").setLevel(logging.INFO)
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-    args = build_parser(argv).parse_args(argv)
+    parser = build_parser(argv)
+    no_family = argv[:1] == ["train"] and _family_from_argv(argv) is None
+    # train's TrainConfig flags depend on the family: without one, name it, not a flag.
+    if no_family and len(FAMILIES) > 1 and not {"-h", "--help"} & set(argv):
+        parser.error(f"train: give --family: one of {', '.join(FAMILIES)}")
+    args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
     except (ValueError, FileNotFoundError, RuntimeError) as exc:  # QualityGateError too
