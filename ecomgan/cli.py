@@ -115,7 +115,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         classifier=Path(args.classifier) if args.classifier else None,
         detector=Path(args.detector) if args.detector else None,
     )
-    print(family.load_trainer().evaluate(request))
+    print(family.load_trainer().evaluate_checkpoint(request))
     return 0
 
 

@@ -20,12 +20,13 @@ import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar, Protocol
 
 ROLES = ("generator", "discriminator")
 REQUIRED_TRAINER = ("TrainConfig", "train", "exportables", "calibration_inputs", "describe")
 QUANTIZATION_HOOKS = ("quantization_inputs", "quantization_quality", "QUANTIZATION_RULES")
-OPTIONAL_HOOKS = ("write_samples", "evaluate", "quality_gates", "artifacts",
+OPTIONAL_HOOKS = ("write_samples", "evaluate_checkpoint", "quality_gates", "artifacts",
                   "make_validation_inputs", *QUANTIZATION_HOOKS, "detector_inputs")  # fmt: skip
 
 
@@ -105,10 +106,12 @@ def _no_samples(name: str) -> Callable[..., str]:
 
 
 def _no_evaluator(name: str) -> Callable[[EvaluateRequest], str]:
-    def evaluate(request: EvaluateRequest) -> str:
-        raise ContractError(f"family {name!r} has no evaluator (its module has no evaluate)")
+    def evaluate_checkpoint(request: EvaluateRequest) -> str:
+        raise ContractError(
+            f"family {name!r} has no evaluator (its module has no evaluate_checkpoint)"
+        )
 
-    return evaluate
+    return evaluate_checkpoint
 
 
 def _no_gates(checkpoint: Path, report: Path | None, *, allow_below: bool) -> None:
@@ -130,7 +133,7 @@ class Trainer:
         write_samples: ``f(checkpoint, out, *, count, seed, category, conditions) -> message``
             writes samples from a checkpoint in the family's own format (PNG grid, CSV, text,
             chart). Default: refuse, pointing at ``ecomgan sample --from``.
-        evaluate: ``f(EvaluateRequest) -> summary``; writes ``report.md`` (and more) into
+        evaluate_checkpoint: ``f(EvaluateRequest) -> summary``; writes ``report.md`` (and more) into
             ``request.out``. Default: refuse (the family has no evaluator).
         quality_gates: ``f(checkpoint, report_json_or_None, *, allow_below) -> verdict``,
             called by ``ecomgan export`` before exporting; raises below the gates (unless
@@ -151,7 +154,7 @@ class Trainer:
     calibration_inputs: Callable[..., Any]
     describe: Callable[[Path], dict[str, Any]]
     write_samples: Callable[..., str]
-    evaluate: Callable[[EvaluateRequest], str]
+    evaluate_checkpoint: Callable[[EvaluateRequest], str]
     quality_gates: Callable[..., dict[str, Any] | None]
     artifacts: Callable[[Path], dict[str, bytes]]
     make_validation_inputs: Callable[..., Any] | None
@@ -166,6 +169,13 @@ def check_trainer(module: Any, ref: str, family: str) -> Trainer:
     """
     members = {n: getattr(module, n) for n in (*REQUIRED_TRAINER, *OPTIONAL_HOOKS)
                if hasattr(module, n)}  # fmt: skip
+    shadowed = [n for n, v in members.items() if isinstance(v, ModuleType)]
+    if shadowed:
+        raise ContractError(
+            f"family {family!r}: in training module {ref}, {', '.join(shadowed)} is a submodule, "
+            "not the hook (importing a submodule of that name replaces the package attribute); "
+            "rename the submodule"
+        )
     missing = [n for n in REQUIRED_TRAINER if n not in members]
     quant = [n for n in QUANTIZATION_HOOKS if n in members]
     if quant and len(quant) < len(QUANTIZATION_HOOKS):
@@ -186,7 +196,7 @@ def check_trainer(module: Any, ref: str, family: str) -> Trainer:
         module=module,
         **{n: members[n] for n in REQUIRED_TRAINER},
         write_samples=members.get("write_samples") or _no_samples(family),
-        evaluate=members.get("evaluate") or _no_evaluator(family),
+        evaluate_checkpoint=members.get("evaluate_checkpoint") or _no_evaluator(family),
         quality_gates=members.get("quality_gates") or _no_gates,
         artifacts=members.get("artifacts") or _no_artifacts,
         make_validation_inputs=members.get("make_validation_inputs"),

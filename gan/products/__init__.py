@@ -4,8 +4,8 @@ This is the torch-side family module that ``ecomgan.families`` names; the CLI an
 exporter call its names the same way for every family. ``train.py`` holds ``TrainConfig``
 and ``train``; this file reads a checkpoint back: ``load``, ``sample``, ``exportables``,
 ``calibration_inputs`` and ``describe``, and holds the optional hooks of
-``ecomgan.contract``: ``write_samples`` (a PNG grid), ``evaluate``, ``quality_gates`` and the
-INT8 hooks of ``quantization.py``.
+``ecomgan.contract``: ``write_samples`` (a PNG grid), ``evaluate_checkpoint``,
+``quality_gates`` and the INT8 hooks of ``quantization.py``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ __all__ = [
     "calibration_inputs",
     "describe",
     "detector_inputs",
-    "evaluate",
+    "evaluate_checkpoint",
     "exportables",
     "load",
     "quantization_inputs",
@@ -174,7 +174,7 @@ def write_samples(
     return f"wrote {count} samples to {out}"
 
 
-def evaluate(request: EvaluateRequest) -> str:
+def evaluate_checkpoint(request: EvaluateRequest) -> str:
     """``ecomgan evaluate --family products``: FID/KID, precision/recall, the detector's
     scores and the quality gates (reported, enforced by ``quality_gates`` at export)."""
     from gan.products.report import run_evaluation

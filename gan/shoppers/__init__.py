@@ -3,7 +3,8 @@
 This is the torch-side family module that ``ecomgan.families`` names. ``train.py`` holds
 ``TrainConfig`` and ``train``; this file reads a checkpoint back: ``load``, ``sample``,
 ``sample_frame``, ``exportables``, ``calibration_inputs``, ``describe``, ``artifacts`` and
-the optional hooks of ``ecomgan.contract`` ``write_samples`` (a CSV) and ``evaluate``.
+the optional hooks of ``ecomgan.contract`` ``write_samples`` (a CSV) and
+``evaluate_checkpoint``.
 ``sample`` does exactly what the service does with the ONNX generator: seeded latents
 (``ecomgan.seeding.latent``), the conditional vector and the decoding of
 ``ecomgan.tabular.TabularTransformer``, then the conditions forced onto the rows.
@@ -34,7 +35,7 @@ __all__ = [
     "artifacts",
     "calibration_inputs",
     "describe",
-    "evaluate",
+    "evaluate_checkpoint",
     "exportables",
     "load",
     "load_transformer",
@@ -234,15 +235,15 @@ def write_samples(
     return f"wrote {count} rows to {out}"
 
 
-def evaluate(request: EvaluateRequest) -> str:
+def evaluate_checkpoint(request: EvaluateRequest) -> str:
     """``ecomgan evaluate --family shoppers``: ``gan.shoppers.evaluate.evaluate`` on the subject."""
-    from gan.shoppers.evaluate import evaluate as evaluate_checkpoint
+    from gan.shoppers.evaluate import evaluate
 
     extra = [flag for flag, v in (("--compare", request.compare), ("--classifier",
              request.classifier), ("--detector", request.detector)) if v]  # fmt: skip
     if extra:
         raise ValueError(f"{', '.join(extra)} apply to the products family, not shoppers")
-    evaluate_checkpoint(
+    evaluate(
         Path(request.checkpoint),
         request.out,
         data_dir=request.data_dir,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -55,6 +55,10 @@ def test_missing_trainer_members_are_named_with_the_module():
     text = str(exc.value)
     assert "'mine'" in text and "pkg.mod" in text
     assert "train, exportables, calibration_inputs" in text and "describe" not in text
+    sub = ModuleType("pkg.mod.evaluate_checkpoint")
+    shadowed = SimpleNamespace(**{n: print for n in REQUIRED_TRAINER}, evaluate_checkpoint=sub)
+    with pytest.raises(ContractError, match="evaluate_checkpoint is a submodule"):
+        check_trainer(shadowed, "pkg.mod", "mine")
     half = SimpleNamespace(**{n: print for n in REQUIRED_TRAINER}, quantization_inputs=print)
     with pytest.raises(ContractError, match="lacks quantization_quality, QUANTIZATION_RULES"):
         check_trainer(half, "pkg.mod", "mine")
@@ -68,7 +72,7 @@ def test_optional_hooks_get_defaults_that_are_not_products_shaped(tmp_path):
     with pytest.raises(ContractError, match="does not sample from a checkpoint.*--from"):
         trainer.write_samples(tmp_path / "ckpt", tmp_path / "out", count=1, seed=0)
     with pytest.raises(ContractError, match="'mine' has no evaluator"):
-        trainer.evaluate(SimpleNamespace())
+        trainer.evaluate_checkpoint(SimpleNamespace())
 
 
 def test_builtin_and_toy_families_meet_the_contract():
@@ -77,7 +81,20 @@ def test_builtin_and_toy_families_meet_the_contract():
         assert trainer.write_samples.__module__ == trainer.module.__name__
         assert api.examples and all(route in vars(api) for route in api.examples)
     products = BUILTIN["products"].load_trainer()
-    assert products.evaluate.__module__ == "gan.products" and products.quantization is not None
+    assert (
+        products.evaluate_checkpoint.__module__ == "gan.products"
+        and products.quantization is not None
+    )
+
+
+def test_gates_are_a_family_hook_products_declares(tmp_path):
+    ckpt = tmp_path / "checkpoint.pt"
+    products = BUILTIN["products"].load_trainer()
+    with pytest.raises(RuntimeError, match="no --quality-report.*--family products"):
+        products.quality_gates(ckpt, None, allow_below=False)
+    verdict = products.quality_gates(ckpt, None, allow_below=True)
+    assert verdict == {"passed": False, "override_used": True, "failures": ["no quality report"]}
+    assert BUILTIN["shoppers"].load_trainer().quality_gates(ckpt, None, allow_below=False) is None
 
 
 def test_api_class_is_checked():
