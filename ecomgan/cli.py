@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ecomgan import __version__
+from ecomgan.contract import EvaluateRequest, Family
 from ecomgan.families import FAMILIES, REPO_ROOT, get_family
 
 
@@ -32,24 +33,34 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_cls) -> None:
             group.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
 
 
-def _family_from_argv(argv: list[str]) -> str:
+def _family_from_argv(argv: list[str]) -> str | None:
     for i, arg in enumerate(argv):
         if arg == "--family" and i + 1 < len(argv):
             return argv[i + 1]
         if arg.startswith("--family="):
             return arg.split("=", 1)[1]
-    return "products"
+    return None
+
+
+def _family(args: argparse.Namespace) -> Family:
+    """The family of ``--family``; required while more than one family is registered."""
+    if args.family is None:
+        if len(FAMILIES) > 1:
+            raise ValueError(f"give --family: one of {', '.join(FAMILIES)}")
+        return next(iter(FAMILIES.values()))
+    return get_family(args.family)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    trainer = get_family(args.family).load_trainer()
+    family = _family(args)
+    trainer = family.load_trainer()
     overrides = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(trainer.TrainConfig)
         if getattr(args, f.name, None) is not None
     }
     cfg = trainer.TrainConfig(**overrides)
-    out = Path(args.out or f"runs/{args.family}")
+    out = Path(args.out or f"runs/{family.name}")
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, only rank 0 reports
     try:
         ckpt = trainer.train(
@@ -64,39 +75,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quality_gates(args: argparse.Namespace) -> dict:
-    """The quality-gate verdict for the manifest; raises QualityGateError below the gates."""
-    import json
-
-    from ecomgan.files import sha256_file
-    from ecomgan.gates import enforce
-
-    if args.quality_report is None:
-        if not args.allow_below_gates:
-            raise RuntimeError(
-                "no --quality-report: run `ecomgan evaluate --family "
-                f"{args.family} --checkpoint {args.checkpoint} --out DIR` and pass "
-                "DIR/report.json, or pass --allow-below-gates (recorded in the manifest)"
-            )
-        return {"passed": False, "override_used": True, "failures": ["no quality report"]}
-    report = json.loads(Path(args.quality_report).read_text())
-    evaluated = report["generators"][report["subject"]]["sha256"]
-    if evaluated != sha256_file(args.checkpoint):
-        raise RuntimeError(
-            f"{args.quality_report} evaluated another checkpoint (sha256 {evaluated[:12]}); "
-            f"run `ecomgan evaluate --checkpoint {args.checkpoint}` again"
-        )
-    verdict = enforce(report, override=args.allow_below_gates)
-    return {**verdict, "report_sha256": sha256_file(args.quality_report)}
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     from export.pipeline import export_family, register_folder
 
-    family = get_family(args.family)
+    family = _family(args)
     out = Path(args.out) if args.out else Path("exports") / family.name
+    report = Path(args.quality_report) if args.quality_report else None
     # Before the slow export: fail fast.
-    quality = _quality_gates(args) if family.quality_gates else None
+    quality = family.load_trainer().quality_gates(
+        Path(args.checkpoint), report, allow_below=args.allow_below_gates
+    )
     result = export_family(
         family.name, Path(args.checkpoint), out, data_dir=args.data_dir, quality=quality
     )
@@ -110,43 +98,37 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    if get_family(args.family).evaluator:
-        out = Path(args.out or f"reports/{args.family}")
-        get_family(args.family).load_evaluator()(
-            Path(args.checkpoint),
-            out,
-            data_dir=args.data_dir,
-            n_samples=args.samples,
-            seed=args.seed,
-            quick=args.quick,
-        )
-        print((out / "report.md").read_text())
-        print(f"report in {out}/ (report.json, report.md, PNGs)")
-        return 0
-    from gan.products.report import run_evaluation
-
-    generators = {args.name: Path(args.checkpoint)}
+    family = _family(args)
+    compare = {}
     for spec in args.compare or []:
         name, _, path = spec.rpartition("=")
-        generators[name or Path(path).stem] = Path(path)
-    kwargs = {"data_dir": args.data_dir, "n_samples": args.samples or 10_000, "seed": args.seed}
-    if args.classifier:
-        kwargs["classifier"] = Path(args.classifier)
-    if args.detector:
-        kwargs["detector"] = Path(args.detector)
-    out = Path(args.out or "reports/products")
-    _, gates = run_evaluation(generators, out, **kwargs)
-    print((out / "report.md").read_text())
-    verdict = "pass" if gates["passed"] else "FAIL: " + "; ".join(gates["failures"])
-    print(f"report in {out}/ (report.json, report.md, PNGs); quality gates: {verdict}")
+        compare[name or Path(path).stem] = Path(path)
+    request = EvaluateRequest(
+        checkpoint=Path(args.checkpoint),
+        out=Path(args.out or f"reports/{family.name}"),
+        data_dir=args.data_dir,
+        samples=args.samples,
+        seed=args.seed,
+        quick=args.quick,
+        name=args.name,
+        compare=compare,
+        classifier=Path(args.classifier) if args.classifier else None,
+        detector=Path(args.detector) if args.detector else None,
+    )
+    print(family.load_trainer().evaluate_checkpoint(request))
     return 0
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    from export.pipeline import ensure_registered, register_folder
+    from export.pipeline import MANIFEST, ensure_registered, register_folder
 
+    if args.folder and not args.family and len(FAMILIES) > 1:
+        raise ValueError(f"--folder needs --family: one of {', '.join(FAMILIES)}")
     for family in [get_family(args.family)] if args.family else FAMILIES.values():
         folder = Path(args.folder) if args.folder else family.shipped_dir
+        if not args.family and not (folder / MANIFEST).is_file():
+            print(f"{family.name}: ships no models ({folder}); skipped")
+            continue
         register = register_folder if args.force else ensure_registered
         for role, tag in register(family.name, folder).items():
             print(f"{family.model_name(role)}: {tag}")
@@ -156,7 +138,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 def cmd_quantize(args: argparse.Namespace) -> int:
     from export.pipeline import quantize_folder
 
-    family = get_family(args.family)
+    family = _family(args)
     folder = Path(args.folder) if args.folder else family.shipped_dir
     for role, entry in quantize_folder(
         family.name, folder, args.roles, data_dir=args.data_dir
@@ -221,8 +203,6 @@ def _sample_onnx(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from ecomgan.images import grid, to_uint8
-
     if args.checkpoint is None:
         return _sample_onnx(args)
     if _is_onnx(Path(args.checkpoint)):
@@ -231,29 +211,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
             "folder with --from DIR (e.g. --from models/products) or a registered model with "
             "--model FAMILY"
         )
-    family = get_family(args.family)
-    trainer = family.load_trainer()
-    if hasattr(trainer, "sample_frame"):  # tabular: rows to CSV, optionally conditioned
-        conditions = dict(c.partition("=")[::2] for c in args.condition or [])
-        frame = trainer.sample_frame(Path(args.checkpoint), args.count, args.seed, conditions)
-        out = Path(args.out or "samples.csv")
-        frame.to_csv(out, index=False)
-        print(f"wrote {args.count} rows to {out}")
-        return 0
-    if args.condition:
-        print("--condition applies to tabular families; use --category", file=sys.stderr)
-        return 2
-    label = args.category or "0"
-    if family.classes and not label.isdigit():
-        names = {c.lower(): i for i, c in enumerate(family.classes)}
-        if label.lower() not in names:
-            print(f"unknown category {label!r}; choose from {family.classes}", file=sys.stderr)
-            return 2
-        label = names[label.lower()]
-    images = trainer.sample(Path(args.checkpoint), args.count, int(label), args.seed)
-    out = Path(args.out or "samples.png")
-    grid(to_uint8(images), nrow=min(args.count, 10)).save(out)
-    print(f"wrote {args.count} samples to {out}")
+    message = (
+        _family(args)
+        .load_trainer()
+        .write_samples(
+            Path(args.checkpoint),
+            Path(args.out) if args.out else None,
+            count=args.count,
+            seed=args.seed,
+            category=args.category,
+            conditions=dict(c.partition("=")[::2] for c in args.condition or []),
+        )
+    )
+    print(message)
     return 0
 
 
@@ -298,10 +268,10 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecomgan", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ecomgan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    family_help = f"model family: {', '.join(FAMILIES)}"
+    family_help = f"model family (required): {', '.join(FAMILIES)}"
 
     p = sub.add_parser("train", help="train a family's GAN")
-    p.add_argument("--family", default="products", choices=list(FAMILIES), help=family_help)
+    p.add_argument("--family", choices=list(FAMILIES), help=family_help)
     p.add_argument("--out", help="run folder (default runs/<family>)")
     p.add_argument("--data-dir", type=Path, help="dataset folder (else $ECOMGAN_DATA_DIR, ...)")
     p.add_argument("--resume", type=Path, help="continue from this checkpoint")
@@ -312,7 +282,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("export", help="export a checkpoint to validated ONNX and register it")
-    p.add_argument("--family", default="products", choices=list(FAMILIES), help=family_help)
+    p.add_argument("--family", choices=list(FAMILIES), help=family_help)
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt from `ecomgan train`")
     p.add_argument("--out", help="output folder (default exports/<family>)")
     p.add_argument("--data-dir", type=Path, help="dataset folder for detector calibration")
@@ -336,7 +306,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("evaluate", help="measure a generator (and its detector) against real data")
-    p.add_argument("--family", default="products", choices=list(FAMILIES), help=family_help)
+    p.add_argument("--family", choices=list(FAMILIES), help=family_help)
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt or generator.onnx")
     p.add_argument("--name", default="ours", help="its name in the report (default: ours)")
     p.add_argument(
@@ -377,7 +347,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         "the family's quality rule holds; the discriminator's calibration is refit on INT8 "
         "logits. Serve the result with ECOMGAN_PRECISION=int8.",
     )
-    p.add_argument("--family", default="products", choices=list(FAMILIES), help=family_help)
+    p.add_argument("--family", choices=list(FAMILIES), help=family_help)
     p.add_argument("--folder", help="an exported folder (default: the family's shipped models)")
     p.add_argument(
         "--roles",
@@ -394,12 +364,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         help="write samples (PNG grid of images, or CSV rows) from a registered model, an "
         "exported folder or a training checkpoint",
     )
-    p.add_argument(
-        "--family",
-        default="products",
-        choices=list(FAMILIES),
-        help=f"{family_help} (with --checkpoint)",
-    )
+    p.add_argument("--family", choices=list(FAMILIES), help=f"{family_help} (with --checkpoint)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--model",
@@ -423,7 +388,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     )
     p.add_argument("--count", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="output file (default samples.png or samples.csv)")
+    p.add_argument("--out", help="output file (default: the family's, e.g. samples.png)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser(
@@ -452,7 +417,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("ecomgan").setLevel(logging.INFO)
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-    args = build_parser(argv).parse_args(argv)
+    parser = build_parser(argv)
+    no_family = argv[:1] == ["train"] and _family_from_argv(argv) is None
+    # train's TrainConfig flags depend on the family: without one, name it, not a flag.
+    if no_family and len(FAMILIES) > 1 and not {"-h", "--help"} & set(argv):
+        parser.error(f"train: give --family: one of {', '.join(FAMILIES)}")
+    args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
     except (ValueError, FileNotFoundError, RuntimeError) as exc:  # QualityGateError too

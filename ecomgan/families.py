@@ -1,10 +1,19 @@
-"""The family registry: the one place where a model family declares itself.
+"""The family registry: the one place where model families are listed.
 
-A family is a pair of networks (generator, discriminator) plus the code that
-trains them, the recipe that exports them and the user-facing API that serves
-them. Training, export, the model store, the service and both inference
-protocols iterate over this registry, so adding a family means adding one
-entry here and the modules it names; nothing else is rewired.
+Training, export, the model store, the service and both inference protocols iterate over
+`FAMILIES`; what each family's modules must provide is `ecomgan.contract`. Families come from
+three places, in this order:
+
+1. the built-in entries below (`products`, `shoppers`);
+2. Python entry points of the group ``ecomgan.families`` (an installed package declares
+   ``[project.entry-points."ecomgan.families"] mine = "mypkg.family:FAMILY"``);
+3. ``ECOMGAN_FAMILIES``: comma-separated ``module:ATTR`` references, e.g.
+   ``ECOMGAN_FAMILIES=tests.toyfamily:FAMILY`` (the module must be importable, e.g. from the
+   repo root, and torch-free).
+
+Each reference names an `ecomgan.contract.Family`. The registry is read when this module is
+imported, so the CLI, its subprocesses and the served bento see the same families as long as
+they see the same environment (``bentoml serve`` passes it on to its workers).
 
 This module must stay importable without torch: the service imports it.
 """
@@ -12,71 +21,20 @@ This module must stay importable without torch: the service imports it.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+import os
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+
+from ecomgan.contract import ROLES, ContractError, Family
+
+__all__ = ["ENV_VAR", "FAMILIES", "GROUP", "REPO_ROOT", "ROLES", "Family", "get_family",
+           "model_names"]  # fmt: skip
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ROLES = ("generator", "discriminator")
+ENV_VAR = "ECOMGAN_FAMILIES"
+GROUP = "ecomgan.families"
 
-
-@dataclass(frozen=True)
-class Family:
-    """How one model family plugs into the pipeline.
-
-    Attributes:
-        name: Short name, used in CLI flags, model-store tags and OIP model names.
-        description: One line for `ecomgan families` and docs.
-        trainer: ``module:attr`` of the torch-side family module (imported lazily,
-            it needs torch). The module provides ``TrainConfig``, ``train``,
-            ``sample`` and ``exportables``.
-        api: ``module:attr`` of the serving-side family API (numpy/onnxruntime only).
-        shipped_dir: Folder of the default ONNX models committed to the repo.
-        max_batch_size: Adaptive-batching cap of each role's batchable API.
-        max_latency_ms: Adaptive-batching deadline of each role's batchable API.
-        classes: Names of the conditioning classes, index = label (empty if unconditional).
-        quality_gates: Whether `ecomgan export` enforces `ecomgan.gates` (needs an evaluation).
-        evaluator: ``module:function`` behind `ecomgan evaluate`, called as
-            ``f(checkpoint, out_dir, *, data_dir, n_samples, seed, quick)``; it writes
-            ``report.md`` (and more) into ``out_dir``. Empty: the CLI's own path (products).
-    """
-
-    name: str
-    description: str
-    trainer: str
-    api: str
-    shipped_dir: Path
-    max_batch_size: dict[str, int]
-    max_latency_ms: dict[str, int]
-    classes: tuple[str, ...] = ()
-    quality_gates: bool = False
-    evaluator: str = ""
-
-    def model_name(self, role: str) -> str:
-        """Model-store and OIP name of one role, e.g. ``products-generator``."""
-        if role not in ROLES:
-            raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
-        return f"{self.name}-{role}"
-
-    def load_trainer(self) -> Any:
-        return _import(self.trainer)
-
-    def load_api(self) -> Any:
-        return _import(self.api)
-
-    def load_evaluator(self) -> Any:
-        if not self.evaluator:
-            raise ValueError(f"family {self.name!r} has no evaluator")
-        return _import(self.evaluator)
-
-
-def _import(ref: str) -> Any:
-    module, _, attr = ref.partition(":")
-    obj = importlib.import_module(module)
-    return getattr(obj, attr) if attr else obj
-
-
-FAMILIES: dict[str, Family] = {
+BUILTIN: dict[str, Family] = {
     "products": Family(
         name="products",
         description="class-conditional image GAN on Fashion-MNIST product photos",
@@ -98,7 +56,6 @@ FAMILIES: dict[str, Family] = {
             "Bag",
             "Ankle boot",
         ),
-        quality_gates=True,
     ),
     "shoppers": Family(
         name="shoppers",
@@ -109,9 +66,47 @@ FAMILIES: dict[str, Family] = {
         # Rows are tiny (a few hundred floats): larger batches cost little latency.
         max_batch_size={"generator": 1024, "discriminator": 1024},
         max_latency_ms={"generator": 1000, "discriminator": 1000},
-        evaluator="gan.shoppers.evaluate:evaluate",
     ),
 }
+
+
+def _resolve(ref: str, source: str) -> Family:
+    module, sep, attr = ref.strip().partition(":")
+    if not (module and sep and attr):
+        raise ContractError(f"{source}: {ref!r} is not module:ATTR")
+    try:
+        family = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ContractError(f"{source}: cannot load {ref!r}: {exc}") from None
+    if not isinstance(family, Family):
+        raise ContractError(f"{source}: {ref!r} is not an ecomgan.contract.Family")
+    return family
+
+
+def external_refs(environ: dict[str, str] | os._Environ = os.environ) -> list[tuple[str, str]]:
+    """(source, ``module:ATTR``) of every family registered outside this module."""
+    refs = [(f"entry point {ep.name!r} ({GROUP})", ep.value) for ep in entry_points(group=GROUP)]
+    refs += [(ENV_VAR, r) for r in environ.get(ENV_VAR, "").split(",") if r.strip()]
+    return refs
+
+
+def load_registry(environ: dict[str, str] | os._Environ = os.environ) -> dict[str, Family]:
+    """The built-in families plus the entry points' and ``ECOMGAN_FAMILIES``' ones.
+
+    Raises:
+        ContractError: A reference that does not load, is not a `Family`, or reuses a name.
+    """
+    families = dict(BUILTIN)
+    for source, ref in external_refs(environ):
+        family = _resolve(ref, source)
+        known = families.get(family.name)
+        if known is not None and known != family:
+            raise ContractError(f"{source}: {ref!r} reuses the family name {family.name!r}")
+        families[family.name] = family
+    return families
+
+
+FAMILIES: dict[str, Family] = load_registry()
 
 
 def get_family(name: str) -> Family:

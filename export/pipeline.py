@@ -24,6 +24,7 @@ import numpy as np
 
 import ecomgan
 from ecomgan.calibration import fit_detector
+from ecomgan.contract import QUANTIZATION_HOOKS, Quantization, Trainer
 from ecomgan.families import ROLES, Family, get_family
 from ecomgan.files import sha256_file
 from export import store
@@ -153,12 +154,12 @@ def export_family(
 
 
 def _export_role(
-    trainer: Any, role: str, ex: Exportable, folder: Path, opset: int
+    trainer: Trainer, role: str, ex: Exportable, folder: Path, opset: int
 ) -> dict[str, Any]:
     from export.onnx import export_onnx, onnx_io_signature, onnx_opset, validate_onnx
 
     path = export_onnx(ex, folder / f"{role}.onnx", opset=opset)
-    make = getattr(trainer, "make_validation_inputs", None)
+    make = trainer.make_validation_inputs
     report = validate_onnx(
         ex,
         path,
@@ -176,10 +177,9 @@ def _export_role(
     }
 
 
-def _write_artifacts(trainer: Any, checkpoint: Path, folder: Path) -> dict[str, Any]:
-    """Write the family's artifacts (``trainer.artifacts``, optional) and describe them."""
-    make = getattr(trainer, "artifacts", None)
-    files = make(checkpoint) if make else {}
+def _write_artifacts(trainer: Trainer, checkpoint: Path, folder: Path) -> dict[str, Any]:
+    """Write the family's artifacts (the ``artifacts`` hook) and describe them."""
+    files = trainer.artifacts(checkpoint)
     out = {}
     for name, data in files.items():
         if Path(name).name != name or not name or name == MANIFEST or name.endswith(".onnx"):
@@ -461,26 +461,27 @@ def ensure_registered(family_name: str, folder: Path) -> dict[str, str]:
     return tags
 
 
-def _quantization_hooks(family: Family, roles: tuple[str, ...]) -> Any:
-    trainer = family.load_trainer()
-    names = ["quantization_inputs", "quantization_quality", "QUANTIZATION_RULES"]
-    names += ["detector_inputs"] if "discriminator" in roles else []
-    missing = [n for n in names if not hasattr(trainer, n)]
-    if missing:
+def _quantization_hooks(family: Family, roles: tuple[str, ...]) -> Quantization:
+    hooks = family.load_trainer().quantization
+    missing = [] if hooks else list(QUANTIZATION_HOOKS)
+    if "discriminator" in roles and (hooks is None or hooks.detector_inputs is None):
+        missing.append("detector_inputs")
+    if hooks is None or missing:
         raise ValueError(
             f"family {family.name!r} cannot be quantised: {family.trainer} lacks "
-            f"{', '.join(missing)} (see gan/products/quantization.py for the hooks)"
+            f"{', '.join(missing)} (see ecomgan/contract.py and gan/products/quantization.py)"
         )
-    return trainer
+    return hooks
 
 
 def _refit_calibration(
-    hooks: Any, folder: Path, manifest: dict[str, Any], int8: Path, data_dir: Path | None
+    hooks: Quantization, folder: Path, manifest: dict[str, Any], int8: Path, data_dir: Path | None
 ) -> dict[str, Any]:
     """Platt calibration of the INT8 discriminator, on the data and target FPR of the export's."""
     from types import SimpleNamespace
 
     fp32 = manifest["calibration"]
+    assert hooks.detector_inputs is not None  # `_quantization_hooks` checked it
     real, fake = hooks.detector_inputs(folder, fp32["n_real"], SEED, data_dir=data_dir)
     io = manifest["roles"]["discriminator"]["io"]
     # `_logits` reads only the input and output names of an Exportable.
@@ -542,14 +543,14 @@ def quantize_folder(
     try:
         for role in roles:
             dst = staging / f"{role}.int8.onnx"
-            calib = hooks.quantization_inputs(folder, role, QUANTIZE_ROWS, QUANTIZE_SEED,
+            calib = hooks.inputs(folder, role, QUANTIZE_ROWS, QUANTIZE_SEED,
                                               data_dir=data_dir)  # fmt: skip
             report = quantize_onnx(
                 sources[role],
                 dst,
                 calib,
-                quality=partial(hooks.quantization_quality, folder, role, data_dir=data_dir),
-                rule=hooks.QUANTIZATION_RULES[role],
+                quality=partial(hooks.quality, folder, role, data_dir=data_dir),
+                rule=hooks.rules[role],
             )
             entry = {key: report.pop(key) for key in ("file", "sha256", "size_bytes")}
             entry["quantization"] = report

@@ -14,6 +14,7 @@ from pydantic import Field
 from starlette.responses import Response
 
 from ecomgan.calibration import apply as apply_calibration
+from ecomgan.contract import FamilyAPI
 from ecomgan.families import get_family
 from ecomgan.images import grid, png_bytes, to_model_range, to_uint8
 from ecomgan.seeding import latent
@@ -100,12 +101,14 @@ def generator_inputs(label: int, count: int, seed: int, nz: int) -> dict[str, np
     return {"z": latent(count, nz, seed), "label": np.full(count, label, dtype=np.int64)}
 
 
-class ProductsAPI:
+class ProductsAPI(FamilyAPI):
     """Mixed into the entry service; needs `self.gateway` and `self.limits` (see `EntryBase`).
 
     Helpers are `__private` (name-mangled per class), so family APIs mixed into one entry
     class cannot shadow each other's.
     """
+
+    examples = {"products_generate": EXAMPLE_GENERATE}
 
     @staticmethod
     def input_ranges(role: str, metadata: dict) -> dict[str, tuple[int, int]]:

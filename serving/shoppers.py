@@ -22,6 +22,7 @@ from pydantic import Field
 from starlette.responses import Response
 
 from ecomgan.calibration import apply as apply_calibration
+from ecomgan.contract import FamilyAPI
 from ecomgan.families import get_family
 from ecomgan.seeding import latent
 from ecomgan.tabular import TabularTransformer
@@ -62,17 +63,17 @@ def _json_value(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-class ShoppersAPI:
+class ShoppersAPI(FamilyAPI):
     """Mixed into the entry service; needs `self.gateway` and `self.limits` (see `EntryBase`).
 
     Helpers are `__private` (name-mangled per class), so family APIs mixed into one entry
-    class cannot shadow each other's.
+    class cannot shadow each other's. Both networks take float vectors: no `input_ranges`.
     """
 
-    @staticmethod
-    def input_ranges(role: str, metadata: dict) -> dict[str, tuple[int, int]]:
-        """No integer-coded inputs: both networks take float vectors."""
-        return {}
+    examples = {
+        "shoppers_generate": EXAMPLE_GENERATE,
+        "shoppers_score": {"sessions": [EXAMPLE_SESSION]},
+    }
 
     @staticmethod
     def write_samples(

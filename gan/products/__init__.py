@@ -3,7 +3,9 @@
 This is the torch-side family module that ``ecomgan.families`` names; the CLI and the
 exporter call its names the same way for every family. ``train.py`` holds ``TrainConfig``
 and ``train``; this file reads a checkpoint back: ``load``, ``sample``, ``exportables``,
-``calibration_inputs`` and ``describe``.
+``calibration_inputs`` and ``describe``, and holds the optional hooks of
+``ecomgan.contract``: ``write_samples`` (a PNG grid), ``evaluate_checkpoint``,
+``quality_gates`` and the INT8 hooks of ``quantization.py``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ecomgan.contract import EvaluateRequest
+from ecomgan.images import grid, to_uint8
 from gan.common import describe_checkpoint, latent, load_checkpoint
 from gan.exportable import CalibrationInputs, Exportable
 from gan.products.data import CATEGORIES, load_fashion_mnist, to_model_range
@@ -33,12 +37,15 @@ __all__ = [
     "calibration_inputs",
     "describe",
     "detector_inputs",
+    "evaluate_checkpoint",
     "exportables",
     "load",
     "quantization_inputs",
+    "quality_gates",
     "quantization_quality",
     "sample",
     "train",
+    "write_samples",
 ]
 
 
@@ -133,3 +140,94 @@ def describe(checkpoint: Path) -> dict[str, Any]:
     """JSON-serialisable facts about a checkpoint, for model-store metadata."""
     ckpt, cfg, nets = _read(checkpoint)
     return {**describe_checkpoint(ckpt, cfg, nets), "categories": list(CATEGORIES)}
+
+
+def _label(category: str | None) -> int:
+    label = category or "0"
+    if label.isdigit():
+        return int(label)
+    names = {c.lower(): i for i, c in enumerate(CATEGORIES)}
+    if label.lower() not in names:
+        raise ValueError(f"unknown category {label!r}; choose from {CATEGORIES}")
+    return names[label.lower()]
+
+
+def write_samples(
+    checkpoint: Path, out: Path, *, count: int, seed: int, category: str | None = None,
+    conditions: dict[str, str] | None = None,
+) -> str:  # fmt: skip
+    """``ecomgan sample --checkpoint``: a PNG grid of ``count`` images of one category.
+
+    Args:
+        checkpoint: A products checkpoint.
+        out: The PNG to write (``samples.png`` when None).
+        count: Number of images.
+        seed: Seed of the latents.
+        category: Class name or index (default 0).
+        conditions: Tabular families only; refused here.
+    """
+    if conditions:
+        raise ValueError("--condition applies to tabular families; use --category")
+    images = sample(Path(checkpoint), count, _label(category), seed)
+    out = Path(out or "samples.png")
+    grid(to_uint8(images), nrow=min(count, 10)).save(out)
+    return f"wrote {count} samples to {out}"
+
+
+def evaluate_checkpoint(request: EvaluateRequest) -> str:
+    """``ecomgan evaluate --family products``: FID/KID, precision/recall, the detector's
+    scores and the quality gates (reported, enforced by ``quality_gates`` at export)."""
+    from gan.products.report import run_evaluation
+
+    generators = {request.name: Path(request.checkpoint), **request.compare}
+    kwargs: dict[str, Any] = {
+        "data_dir": request.data_dir,
+        "n_samples": request.samples or 10_000,
+        "seed": request.seed,
+    }
+    if request.classifier:
+        kwargs["classifier"] = Path(request.classifier)
+    if request.detector:
+        kwargs["detector"] = Path(request.detector)
+    _, gates = run_evaluation(generators, request.out, **kwargs)
+    verdict = "pass" if gates["passed"] else "FAIL: " + "; ".join(gates["failures"])
+    return (
+        f"{(request.out / 'report.md').read_text()}\n"
+        f"report in {request.out}/ (report.json, report.md, PNGs); quality gates: {verdict}"
+    )
+
+
+def quality_gates(checkpoint: Path, report: Path | None, *, allow_below: bool) -> dict[str, Any]:
+    """The quality-gate verdict of ``ecomgan export`` (``ecomgan.gates``), for the manifest.
+
+    Args:
+        checkpoint: The checkpoint being exported.
+        report: ``report.json`` of ``ecomgan evaluate`` for that checkpoint, or None.
+        allow_below: Export anyway below the gates (or without a report); recorded.
+
+    Raises:
+        RuntimeError: No report (without ``allow_below``), or a report of another checkpoint.
+        ecomgan.gates.QualityGateError: Below the gates without ``allow_below``.
+    """
+    import json
+
+    from ecomgan.files import sha256_file
+    from ecomgan.gates import enforce
+
+    if report is None:
+        if not allow_below:
+            raise RuntimeError(
+                f"no --quality-report: run `ecomgan evaluate --family products --checkpoint "
+                f"{checkpoint} --out DIR` and pass DIR/report.json, or pass --allow-below-gates "
+                "(recorded in the manifest)"
+            )
+        return {"passed": False, "override_used": True, "failures": ["no quality report"]}
+    doc = json.loads(Path(report).read_text())
+    evaluated = doc["generators"][doc["subject"]]["sha256"]
+    if evaluated != sha256_file(checkpoint):
+        raise RuntimeError(
+            f"{report} evaluated another checkpoint (sha256 {evaluated[:12]}); "
+            f"run `ecomgan evaluate --family products --checkpoint {checkpoint}` again"
+        )
+    verdict = enforce(doc, override=allow_below)
+    return {**verdict, "report_sha256": sha256_file(report)}

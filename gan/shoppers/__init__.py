@@ -2,7 +2,9 @@
 
 This is the torch-side family module that ``ecomgan.families`` names. ``train.py`` holds
 ``TrainConfig`` and ``train``; this file reads a checkpoint back: ``load``, ``sample``,
-``sample_frame``, ``exportables``, ``calibration_inputs``, ``describe`` and ``artifacts``.
+``sample_frame``, ``exportables``, ``calibration_inputs``, ``describe``, ``artifacts`` and
+the optional hooks of ``ecomgan.contract`` ``write_samples`` (a CSV) and
+``evaluate_checkpoint``.
 ``sample`` does exactly what the service does with the ONNX generator: seeded latents
 (``ecomgan.seeding.latent``), the conditional vector and the decoding of
 ``ecomgan.tabular.TabularTransformer``, then the conditions forced onto the rows.
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ecomgan.contract import EvaluateRequest
 from ecomgan.tabular import TabularTransformer
 from gan.common import describe_checkpoint, latent, load_checkpoint
 from gan.exportable import CalibrationInputs, Exportable
@@ -32,12 +35,14 @@ __all__ = [
     "artifacts",
     "calibration_inputs",
     "describe",
+    "evaluate_checkpoint",
     "exportables",
     "load",
     "load_transformer",
     "sample",
     "sample_frame",
     "train",
+    "write_samples",
 ]
 MAX_BATCH = 1000  # rows per generator call: bounds memory, and BatchNorm is per row in eval
 
@@ -206,3 +211,45 @@ def artifacts(checkpoint: Path) -> dict[str, bytes]:
     doc = load_checkpoint(checkpoint)["transformer"]
     TabularTransformer.from_dict(doc)  # refuse to ship a document the service cannot read
     return {"transformer.json": (json.dumps(doc, indent=1, allow_nan=False) + "\n").encode()}
+
+
+def write_samples(
+    checkpoint: Path, out: Path, *, count: int, seed: int, category: str | None = None,
+    conditions: Mapping[str, str] | None = None,
+) -> str:  # fmt: skip
+    """``ecomgan sample --checkpoint``: ``count`` rows as CSV, optionally conditioned.
+
+    Args:
+        checkpoint: A shoppers checkpoint.
+        out: The CSV to write (``samples.csv`` when None).
+        count: Number of rows.
+        seed: Seed of the latents.
+        category: Image families only; refused here.
+        conditions: ``{column: value}`` on categorical columns.
+    """
+    if category is not None:
+        raise ValueError("--category applies to image families; use --condition COL=VALUE")
+    frame = sample_frame(Path(checkpoint), count, seed, conditions)
+    out = Path(out or "samples.csv")
+    frame.to_csv(out, index=False)
+    return f"wrote {count} rows to {out}"
+
+
+def evaluate_checkpoint(request: EvaluateRequest) -> str:
+    """``ecomgan evaluate --family shoppers``: ``gan.shoppers.evaluate.evaluate`` on the subject."""
+    from gan.shoppers.evaluate import evaluate
+
+    extra = [flag for flag, v in (("--compare", request.compare), ("--classifier",
+             request.classifier), ("--detector", request.detector)) if v]  # fmt: skip
+    if extra:
+        raise ValueError(f"{', '.join(extra)} apply to the products family, not shoppers")
+    evaluate(
+        Path(request.checkpoint),
+        request.out,
+        data_dir=request.data_dir,
+        n_samples=request.samples,
+        seed=request.seed,
+        quick=request.quick,
+    )
+    report = (request.out / "report.md").read_text()
+    return f"{report}\nreport in {request.out}/ (report.json, report.md, PNGs)"

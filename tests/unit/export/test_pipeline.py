@@ -59,8 +59,14 @@ class Discriminator(nn.Module):
 
 
 class ToyTrainer:
+    # Required by ecomgan.contract; export never trains, so these are never called.
+    TrainConfig = dict
+
     def __init__(self) -> None:
         self.validation_calls: list[tuple[str, int, int]] = []
+
+    def train(self, cfg, out_dir, **kwargs):
+        raise NotImplementedError("an export-only test family")
 
     def exportables(self, checkpoint: Path) -> dict[str, Exportable]:
         torch.manual_seed(0)

@@ -17,6 +17,7 @@ import onnxruntime as ort
 import pytest
 
 from ecomgan.calibration import auroc
+from ecomgan.contract import FamilyAPI
 from ecomgan.families import FAMILIES, Family
 from export import store
 from export.pipeline import (
@@ -83,7 +84,13 @@ class QuantToyTrainer(ToyTrainer):
 QTOY = QuantToyTrainer()
 
 
-class ToyAPI:
+class ToyAPI(FamilyAPI):
+    examples = {"toy_generate": {"count": 1}}  # contract members; this test serves no route
+
+    @staticmethod
+    def write_samples(*args, **kwargs) -> str:
+        raise NotImplementedError
+
     @staticmethod
     def input_ranges(role: str, metadata: dict) -> dict[str, tuple[int, int]]:
         return {"label": (0, CLASSES - 1)}
