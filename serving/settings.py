@@ -212,14 +212,18 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        """The process's settings, read from ``os.environ`` on the first call."""
-        return _cached()
+        """The process's settings, parsed from ``os.environ`` once and then reused.
+
+        The same object comes back while the ``ECOMGAN_*`` variables stay as they were (in a
+        server, for the life of the process); a test that changes one gets the new values.
+        """
+        return _cached(tuple(sorted(_ours(os.environ).items())))
 
     @classmethod
     def reload(cls) -> Settings:
-        """Read the environment again (tests, or after `ecomgan serve` sets a variable)."""
+        """Parse the environment again, whether or not it changed."""
         _cached.cache_clear()
-        return _cached()
+        return cls.from_env()
 
     def workers_of(self, role: str) -> int:
         """Worker processes of one service (``entry``, ``generator``, ``discriminator``)."""
@@ -233,9 +237,13 @@ class Settings:
         )
 
 
-@functools.cache
-def _cached() -> Settings:
-    return Settings.parse(os.environ)
+def _ours(environ: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if k.startswith("ECOMGAN_")}
+
+
+@functools.lru_cache(maxsize=1)
+def _cached(variables: tuple[tuple[str, str], ...]) -> Settings:
+    return Settings.parse(dict(variables))
 
 
 def documented() -> list[tuple[str, str, str]]:

@@ -15,13 +15,6 @@ from serving.settings import FALSE_WORDS, TRUE_WORDS, Settings, documented
 REPO = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture
-def reread():
-    """Re-read the environment after the test (list it before `monkeypatch`: torn down last)."""
-    yield
-    Settings.reload()
-
-
 def test_defaults_are_the_documented_ones():
     s = Settings.parse({})
     assert (s.max_items, s.max_rows, s.grpc_port, s.grpc_workers) == (256, 10_000, 3001, 512)
@@ -98,22 +91,24 @@ def test_the_token_never_shows_in_repr():
     assert s.api_token == "s3cret-token" and "s3cret" not in repr(s) and "s3cret" not in str(s)
 
 
-def test_read_once_per_process_until_reloaded(reread, monkeypatch):
+def test_parsed_once_while_the_variables_stay(monkeypatch):
     before = Settings.from_env()
+    assert Settings.from_env() is before  # cached: not parsed again per call
+    monkeypatch.setenv("OTHER_VARIABLE", "x")
+    assert Settings.from_env() is before  # only ECOMGAN_* variables count
+    assert Settings.reload() == before and Settings.reload() is not before
     monkeypatch.setenv("ECOMGAN_MAX_ITEMS", "7")
     monkeypatch.setenv("ECOMGAN_PRODUCTS_GENERATOR_MAX_LATENCY_MS", "5")
-    assert Settings.from_env() is before  # cached: no re-read per request
-    assert Settings.reload().max_items == 7 and Settings.from_env().max_items == 7
+    assert Settings.from_env().max_items == 7 and Settings.from_env() is Settings.from_env()
     family = get_family("products")
     assert services.batch_limits(family, "generator") == (family.max_batch_size["generator"], 5)
 
 
-def test_service_configs_follow_the_settings(reread, monkeypatch):
+def test_service_configs_follow_the_settings(monkeypatch):
     monkeypatch.setenv("ECOMGAN_GPU", "on")
     monkeypatch.setenv("ECOMGAN_ACCESS_LOG", "no")
     monkeypatch.setenv("ECOMGAN_DISCRIMINATOR_WORKERS", "2")
     monkeypatch.setenv("ECOMGAN_REQUEST_TIMEOUT_S", "12.5")
-    Settings.reload()
     role = services.role_config("discriminator")
     assert role["workers"] == 2 and role["resources"] == {"gpu": 1}
     assert role["traffic"]["timeout"] == 12.5
