@@ -35,23 +35,22 @@ def parse_bool(name: str, raw: str) -> bool:
     raise ValueError(f"{name} must be one of {'/'.join(TRUE_WORDS + FALSE_WORDS)}, got {raw!r}")
 
 
-def _number(kind: type, minimum: float) -> Callable[[str, str], Any]:
+def _number(kind: type, what: str, ok: Callable[[Any], bool]) -> Callable[[str, str], Any]:
     def parse(name: str, raw: str) -> Any:
         try:
             value = kind(raw.strip())
         except ValueError:
-            raise ValueError(f"{name} must be {_KIND[kind]}, got {raw!r}") from None
-        if value < minimum or value != value:  # value != value: NaN
-            raise ValueError(f"{name} must be >= {minimum}, got {raw!r}")
+            value = None
+        if value is None or not ok(value):
+            raise ValueError(f"{name} must be {what}, got {raw!r}")
         return value
 
     return parse
 
 
-_KIND = {int: "an integer", float: "a number"}
-positive_int = _number(int, 1)
-non_negative_int = _number(int, 0)
-positive_float = _number(float, 1e-9)
+positive_int = _number(int, "a positive integer", lambda v: v >= 1)
+non_negative_int = _number(int, "an integer >= 0", lambda v: v >= 0)
+positive_float = _number(float, "a positive number", lambda v: 0 < v < float("inf"))
 
 
 def _choice(*allowed: str) -> Callable[[str, str], str]:
@@ -82,7 +81,7 @@ def _setting(env: str, default: Any, shown: str, meaning: str, parse: Callable, 
 
 def _pattern(env: str) -> re.Pattern:
     """``ECOMGAN_<FAMILY>_<ROLE>_MAX_BATCH_SIZE`` -> a regex capturing FAMILY and ROLE."""
-    roles = "|".join(r.upper() for r in WORKER_ROLES if r != "entry" or "<FAMILY>" not in env)
+    roles = "|".join(r.upper() for r in (MODEL_ROLES if "<FAMILY>" in env else WORKER_ROLES))
     text = re.escape(env).replace("<FAMILY>", "(?P<family>[A-Z0-9]+)")
     return re.compile(text.replace("<ROLE>", f"(?P<role>{roles})") + "$")
 
