@@ -172,7 +172,7 @@ def test_bytes_items_batch_through_a_string_model(tmp_path):
     assert sum(r["text"][0] for r in model.runs) == 6
 
 
-class PaddedAPI:
+class PaddedAPI(get_family("products").load_api()):
     """A family API declaring the padding hook (what a text family would ship)."""
 
     @staticmethod
