@@ -16,7 +16,7 @@ from serving import oip_http, ui
 from serving.auth import BearerAuthMiddleware
 from serving.catalog import verify_models
 from serving.edge import EdgeValidation
-from serving.limits import Limits
+from serving.ports import check_before_serving
 from serving.services import (
     EntryBase,
     entry_config,
@@ -26,8 +26,10 @@ from serving.services import (
     role_config,
     topology,
 )
+from serving.settings import Settings
 from serving.shipped import ensure_shipped_models
 
+check_before_serving(Settings.from_env().grpc, Settings.from_env().grpc_port)
 ensure_shipped_models()
 verify_models()
 
@@ -56,5 +58,5 @@ class EcomGAN(EntryBase, model_refs(), *family_api_bases()):
 # Outermost first: the token is checked before anything else is read.
 EcomGAN.add_asgi_middleware(BearerAuthMiddleware)  # a no-op unless ECOMGAN_API_TOKEN is set
 EcomGAN.add_asgi_middleware(
-    EdgeValidation, apis=EcomGAN.apis, max_body_bytes=Limits.from_env().max_body_bytes
+    EdgeValidation, apis=EcomGAN.apis, max_body_bytes=Settings.from_env().max_body_bytes
 )

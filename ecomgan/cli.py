@@ -229,18 +229,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from serving.ports import PortInUseError, check_free
+    from serving.settings import Settings
     from serving.shipped import ensure_shipped_models
 
+    settings = Settings.from_env()  # a bad ECOMGAN_* value stops here, naming the variable
+    grpc_port = settings.grpc_port if args.grpc_port is None else args.grpc_port
     try:
         check_free(args.port, args.host, "--port")
-        if os.environ.get("ECOMGAN_GRPC", "on").lower() not in ("0", "off", "false", "no"):
-            check_free(args.grpc_port, "0.0.0.0", "--grpc-port (or ECOMGAN_GRPC_PORT)")
+        if settings.grpc:
+            check_free(grpc_port, "0.0.0.0", "--grpc-port (or ECOMGAN_GRPC_PORT)")
     except PortInUseError as exc:
         print(f"ecomgan serve: {exc}", file=sys.stderr)
         return 2
     for name, tag in ensure_shipped_models().items():
         print(f"model {name}: {tag}")
-    os.environ["ECOMGAN_GRPC_PORT"] = str(args.grpc_port)
+    os.environ["ECOMGAN_GRPC_PORT"] = str(grpc_port)  # the bento's processes read it
     cmd = [
         sys.executable,
         "-m",

@@ -227,6 +227,14 @@ class FamilyAPI:
         return {}
 
     @staticmethod
+    def batch_padding(role: str) -> Mapping[str, Callable[..., Any]]:
+        """Input name -> padding function (a list of per-request arrays -> one batch array,
+        e.g. ``serving.batcher.pad_to_longest``) for inputs whose items vary in length, such as
+        token sequences. Inputs without one batch only with items of the same shape. Default:
+        none."""
+        return {}
+
+    @staticmethod
     def write_samples(
         run: Callable[[dict[str, Any]], dict[str, Any]], nz: int, artifacts: dict[str, Path],
         out: Path, *, count: int, seed: int, category: str | None, conditions: dict[str, str],

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 
 import grpc
 
@@ -25,7 +24,9 @@ _MESSAGE = "missing or invalid bearer token; send the header 'Authorization: Bea
 
 def configured_token() -> bytes | None:
     """The expected token, or None when authentication is off."""
-    token = os.environ.get(TOKEN_ENV, "")
+    from serving.settings import Settings
+
+    token = Settings.from_env().api_token
     return token.encode() if token else None
 
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 from ecomgan.families import FAMILIES, ROLES, Family
 from serving.runtime import Signature
+from serving.settings import Settings
 
 logger = logging.getLogger("ecomgan.catalog")
 
 PLATFORM = "onnxruntime_onnx"
-PRECISIONS = ("fp32", "int8")
 INT8_FILENAME = "model.int8.onnx"  # export.pipeline.INT8_FILENAME (not imported: no torch here)
 
 
@@ -62,10 +62,7 @@ def stored_model(family: Family, role: str):
 
 def precision() -> str:
     """``fp32`` (default) or ``int8``, from ``ECOMGAN_PRECISION``."""
-    value = os.environ.get("ECOMGAN_PRECISION", "fp32").strip().lower()
-    if value not in PRECISIONS:
-        raise ValueError(f"ECOMGAN_PRECISION must be one of {PRECISIONS}, got {value!r}")
-    return value
+    return Settings.from_env().precision
 
 
 def int8_path(model, *, warn: bool = False) -> str | None:

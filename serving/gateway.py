@@ -1,9 +1,10 @@
-"""The one path to the models: validate named tensors, pack them as records, call a backend.
+"""The one path to the models: validate named tensors, call a backend.
 
 The JSON APIs, OIP HTTP and OIP gRPC all end in `Gateway.infer`, so their requests meet in the
-same batches. A backend is any async callable from an input record array to an output record
-array: an in-process `serving.batcher.Batcher` (the default, colocated topology) or a
-`RemoteModel` calling a batchable role service (the split topology).
+same batches. A backend is any async callable from named input arrays to named output arrays:
+an in-process `serving.batcher.Batcher` (the default, colocated topology), which takes the
+arrays as they are, or a `RemoteModel` calling a batchable role service (the split topology),
+which packs them into one record array for the hop.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import numpy as np
 
 from serving.catalog import ServedModel
 from serving.errors import InvalidInput, NotFound, Unavailable
-from serving.limits import Limits
-from serving.runtime import oip_datatype
+from serving.runtime import oip_datatype, to_records
+from serving.settings import Settings
 
 logger = logging.getLogger("ecomgan.gateway")
 # Backoff between attempts when a role service's connection fails: covers a supervisor
@@ -26,7 +27,8 @@ logger = logging.getLogger("ecomgan.gateway")
 RETRY_DELAYS_S = (0.1, 0.5, 1.5)
 
 
-Backend = Callable[[np.ndarray], Awaitable[np.ndarray]]
+Tensors = dict[str, np.ndarray]
+Backend = Callable[[Tensors], Awaitable[Tensors]]
 
 
 class Gateway:
@@ -34,12 +36,12 @@ class Gateway:
 
     Args:
         catalog: Served models by name.
-        backends: Model name -> async call on an input record array.
-        limits: Per-request caps.
+        backends: Model name -> async call on named input arrays.
+        limits: The serving settings (per-request caps).
     """
 
     def __init__(
-        self, catalog: dict[str, ServedModel], backends: dict[str, Backend], limits: Limits
+        self, catalog: dict[str, ServedModel], backends: dict[str, Backend], limits: Settings
     ):
         self.catalog = catalog
         self.backends = backends
@@ -79,7 +81,7 @@ class Gateway:
                     f"input {name!r} of {served.name!r} must be {spec.datatype}, "
                     f"got {oip_datatype(arr.dtype)}"
                 )
-            if arr.ndim != len(spec.shape) or arr.shape[1:] != spec.item_shape:
+            if arr.ndim != len(spec.shape) or not _fits(arr.shape[1:], spec.item_shape):
                 raise InvalidInput(
                     f"input {name!r} of {served.name!r} must have shape {list(spec.shape)} "
                     f"(-1 = batch), got {list(arr.shape)}"
@@ -115,11 +117,8 @@ class Gateway:
             Output name -> array with the request's batch size on axis 0.
         """
         served = self.model(name, version)
-        n = self.validate(served, inputs)
-        records = np.empty(n, dtype=served.signature.record_dtype("inputs"))
-        for spec in served.signature.inputs:
-            records[spec.name] = inputs[spec.name]
-        out = await self.backends[served.name](records)
+        self.validate(served, inputs)
+        out = await self.backends[served.name](inputs)
         return {s.name: out[s.name] for s in served.signature.outputs}
 
 
@@ -135,11 +134,15 @@ class RemoteModel:
         self.client = client
         self.served = served
 
-    async def __call__(self, records: np.ndarray) -> np.ndarray:
+    async def __call__(self, inputs: Tensors) -> Tensors:
         """Call the role service; retry connection failures (a worker restarting after a crash).
 
         Inference here is a pure function of its inputs, so a retry cannot duplicate an effect.
         """
+        out = await self._call(to_records(self.served.signature.inputs, inputs))
+        return {s.name: out[s.name] for s in self.served.signature.outputs}
+
+    async def _call(self, records: np.ndarray) -> np.ndarray:
         import aiohttp
         import httpx
         from bentoml.exceptions import BentoMLException
@@ -167,6 +170,11 @@ class RemoteModel:
                 logger.warning("%s call failed (%s); retrying in %.1fs", served.name, exc, delay)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+
+def _fits(item_shape: tuple[int, ...], spec: tuple[int, ...]) -> bool:
+    """True when every axis matches the spec's, where the spec's is not -1 (any length)."""
+    return all(want in (-1, got) for want, got in zip(spec, item_shape, strict=True))
 
 
 def _describe(specs) -> str:

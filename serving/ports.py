@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import sys
 from pathlib import Path
 
 _LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's `st` column
@@ -112,3 +113,19 @@ def check_free(port: int, host: str, setting: str) -> None:
                     f"port {port} on {host} is {reason}; choose another with {setting}"
                 ) from None
             raise
+
+
+def check_before_serving(grpc_on: bool, grpc_port: int) -> None:
+    """In the supervisor of `bentoml serve`, before any worker exists: exit with one line and
+    status 2 if the gRPC port is taken, rather than start workers that must refuse it.
+
+    `bentoml serve` imports the service module in its supervisor process (argv[1] is
+    ``serve``); workers and `bentoml build` import it too, with other arguments, and skip this.
+    """
+    if not grpc_on or sys.argv[1:2] != ["serve"]:
+        return
+    try:
+        check_free(grpc_port, "0.0.0.0", "ECOMGAN_GRPC_PORT (ecomgan serve --grpc-port)")
+    except PortInUseError as exc:
+        print(f"bentoml serve: gRPC {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -82,6 +82,11 @@ class TensorSpec:
         return cls(d["name"], d["datatype"], tuple(int(s) for s in d["shape"]))
 
 
+def records_dtype(specs: tuple[TensorSpec, ...]) -> np.dtype:
+    """Numpy record dtype with one field per tensor (fixed item shapes only)."""
+    return np.dtype([(s.name, s.dtype, s.item_shape) for s in specs])
+
+
 @dataclass(frozen=True)
 class Signature:
     """Inputs and outputs of one model; batch is always axis 0."""
@@ -95,8 +100,7 @@ class Signature:
         BentoML's batchable APIs take exactly one argument; a structured array keeps
         every input's exact dtype and concatenates/splits along the batch axis.
         """
-        specs = self.inputs if which == "inputs" else self.outputs
-        return np.dtype([(s.name, s.dtype, s.item_shape) for s in specs])
+        return records_dtype(self.inputs if which == "inputs" else self.outputs)
 
     def to_dict(self) -> dict:
         return {
@@ -141,10 +145,12 @@ def available_providers() -> list[str]:
     """Execution providers to use, best first: CUDA when this onnxruntime has it, then CPU."""
     import onnxruntime as ort
 
-    wanted = os.environ.get("ECOMGAN_ORT_PROVIDERS")
+    from serving.settings import Settings
+
+    wanted = Settings.from_env().ort_providers
     have = ort.get_available_providers()
     if wanted:
-        chosen = [p.strip() for p in wanted.split(",") if p.strip() in have]
+        chosen = [p for p in wanted if p in have]
         if chosen:
             return chosen
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
@@ -162,17 +168,21 @@ def create_session(path: Path, *, threads: int | None = None):
     """
     import onnxruntime as ort
 
+    from serving.settings import Settings
+
+    settings = Settings.from_env()
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.intra_op_num_threads = (
-        threads or int(os.environ.get("ECOMGAN_ORT_THREADS", 0)) or (cpu_quota())
+        threads or settings.ort_threads or cpu_quota()
     )
     opts.inter_op_num_threads = 1
     # Idle intra-op threads spin-wait for the next run by default; in a server they would burn
     # the cores that parse the next requests. ECOMGAN_ORT_SPIN=on restores ORT's default.
-    spin = os.environ.get("ECOMGAN_ORT_SPIN", "off").lower() in ("1", "on", "true")
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    opts.add_session_config_entry(
+        "session.intra_op.allow_spinning", "1" if settings.ort_spin else "0"
+    )
     providers = available_providers()
     session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
     logger.info(
@@ -197,11 +207,25 @@ def session_signature(session) -> Signature:
     )
 
 
+def run_session(
+    session, signature: Signature, inputs: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Run a session on named inputs (axis 0 = items); return its outputs by name."""
+    feeds = {s.name: np.ascontiguousarray(inputs[s.name]) for s in signature.inputs}
+    results = session.run([s.name for s in signature.outputs], feeds)
+    return {s.name: value for s, value in zip(signature.outputs, results, strict=True)}
+
+
+def to_records(specs: tuple[TensorSpec, ...], tensors: dict[str, np.ndarray]) -> np.ndarray:
+    """Pack named arrays into one record array (the split topology's one-argument hop)."""
+    n = len(tensors[specs[0].name])
+    records = np.empty(n, dtype=records_dtype(specs))
+    for spec in specs:
+        records[spec.name] = tensors[spec.name].reshape((n, *spec.item_shape))
+    return records
+
+
 def run_records(session, signature: Signature, batch: np.ndarray) -> np.ndarray:
     """Run a session on a record array (one field per input); return a record array of outputs."""
-    feeds = {s.name: np.ascontiguousarray(batch[s.name]) for s in signature.inputs}
-    results = session.run([s.name for s in signature.outputs], feeds)
-    out = np.empty(len(batch), dtype=signature.record_dtype("outputs"))
-    for spec, value in zip(signature.outputs, results, strict=True):
-        out[spec.name] = value.reshape((len(batch), *spec.item_shape))
-    return out
+    inputs = {s.name: batch[s.name] for s in signature.inputs}
+    return to_records(signature.outputs, run_session(session, signature, inputs))

@@ -25,7 +25,7 @@ import numpy as np
 from bentoml.models import BentoModel
 
 from ecomgan.families import FAMILIES, ROLES, Family
-from serving.limits import Limits
+from serving.settings import Settings
 
 logger = logging.getLogger("ecomgan.services")
 
@@ -35,29 +35,16 @@ logger = logging.getLogger("ecomgan.services")
 RUNNER_CONNECTION = {"max_requests": 10**9, "max_age": 1e9}
 
 
-TOPOLOGIES = ("colocated", "split")
-
-
 def topology() -> str:
     """``colocated`` or ``split``, from ``ECOMGAN_TOPOLOGY``."""
-    value = os.environ.get("ECOMGAN_TOPOLOGY", "colocated").strip().lower()
-    if value not in TOPOLOGIES:
-        raise ValueError(f"ECOMGAN_TOPOLOGY must be one of {TOPOLOGIES}, got {value!r}")
-    return value
-
-
-def _workers(role: str) -> int:
-    return int(os.environ.get(f"ECOMGAN_{role.upper()}_WORKERS", "1"))
+    return Settings.from_env().topology
 
 
 def batch_limits(family: Family, role: str) -> tuple[int, int]:
     """``(max_batch_size, max_latency_ms)`` of one model: the registry's, or the env override
     ``ECOMGAN_<FAMILY>_<ROLE>_MAX_BATCH_SIZE`` / ``..._MAX_LATENCY_MS``."""
-    prefix = f"ECOMGAN_{family.name.upper()}_{role.upper()}"
-    return (
-        int(os.environ.get(f"{prefix}_MAX_BATCH_SIZE", family.max_batch_size[role])),
-        int(os.environ.get(f"{prefix}_MAX_LATENCY_MS", family.max_latency_ms[role])),
-    )
+    defaults = (family.max_batch_size[role], family.max_latency_ms[role])
+    return Settings.from_env().batch_limits(family.name, role, defaults)
 
 
 def load_sessions(role: str) -> dict[str, tuple[Any, Any]]:
@@ -104,27 +91,28 @@ def _observe_batch(model: str):
 
 def role_config(role: str) -> dict[str, Any]:
     """`@bentoml.service` keyword arguments of a role service (workers, resources, traffic)."""
+    settings = Settings.from_env()
     config: dict[str, Any] = {
-        "workers": _workers(role),
+        "workers": settings.workers_of(role),
         "runner_connection": RUNNER_CONNECTION,
-        "traffic": {"timeout": float(os.environ.get("ECOMGAN_REQUEST_TIMEOUT_S", "30"))},
+        "traffic": {"timeout": settings.request_timeout_s},
         "endpoints": {"livez": "/livez", "readyz": "/readyz"},
     }
-    if os.environ.get("ECOMGAN_GPU") == "1":
+    if settings.gpu:
         config["resources"] = {"gpu": 1}
     return config
 
 
 def entry_config() -> dict[str, Any]:
     """`@bentoml.service` keyword arguments of the entry service."""
-    access_log = os.environ.get("ECOMGAN_ACCESS_LOG", "on").lower() not in ("0", "off", "false")
+    settings = Settings.from_env()
     return {
-        "workers": _workers("entry"),
+        "workers": settings.workers_of("entry"),
         # One log line per HTTP request (ECOMGAN_ACCESS_LOG=off drops it).
-        "logging": {"access": {"enabled": access_log}},
+        "logging": {"access": {"enabled": settings.access_log}},
         "traffic": {
-            "timeout": float(os.environ.get("ECOMGAN_REQUEST_TIMEOUT_S", "30")),
-            "max_concurrency": int(os.environ.get("ECOMGAN_MAX_CONCURRENCY", "1024")),
+            "timeout": settings.request_timeout_s,
+            "max_concurrency": settings.max_concurrency,
         },
         "endpoints": {"livez": "/livez", "readyz": "/readyz"},
     }
@@ -197,10 +185,17 @@ def family_api_bases() -> tuple[type, ...]:
     return tuple(family.load_api() for family in FAMILIES.values())
 
 
+def batch_padding(family: Family, role: str) -> dict[str, Any]:
+    """Input name -> padding function of one model, from the family API's
+    ``batch_padding(role)`` (`ecomgan.contract.FamilyAPI`; default none: inputs batch only
+    with items of the same shape)."""
+    return dict(family.load_api().batch_padding(role))
+
+
 def local_backends(catalog: dict) -> dict[str, Any]:
     """Model name -> in-process `Batcher` over a session of this worker (colocated topology)."""
     from serving.batcher import Batcher
-    from serving.runtime import run_records
+    from serving.runtime import run_session
 
     backends = {}
     for role in ROLES:
@@ -209,11 +204,12 @@ def local_backends(catalog: dict) -> dict[str, Any]:
             name = family.model_name(role)
             max_batch_size, max_latency_ms = batch_limits(family, role)
             backends[name] = Batcher(
-                functools.partial(run_records, session, signature),
+                functools.partial(run_session, session, signature),
                 max_batch_size,
                 max_latency_ms,
                 name=name,
                 observe=_observe_batch(name),
+                pad=batch_padding(family, role),
             )
     return backends
 
@@ -244,7 +240,7 @@ class EntryBase:
         from serving.gateway import Gateway, RemoteModel
 
         attach_logging()
-        self.limits = Limits.from_env()
+        self.limits = Settings.from_env()
         self.catalog = load_catalog()
         self.remote = topology() == "split"
         if self.remote:
@@ -263,7 +259,7 @@ class EntryBase:
         from serving import oip_grpc
         from serving.ports import PortInUseError
 
-        if os.environ.get("ECOMGAN_GRPC", "on").lower() in ("0", "off", "false", "no"):
+        if not self.limits.grpc:
             logger.info("OIP gRPC disabled by ECOMGAN_GRPC")
             return
         try:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from ecomgan.families import FAMILIES
+from serving.settings import Settings
 
 logger = logging.getLogger("ecomgan.shipped")
 
@@ -14,12 +14,12 @@ def ensure_shipped_models() -> dict[str, str]:
     """Make a fresh clone servable: register each family's shipped ONNX files once.
 
     Skipped inside a built bento (the models travel in the bento's own store, and the repo's
-    `models/` folder does not) and when `ECOMGAN_SKIP_SHIPPED=1`.
+    `models/` folder does not) and when `ECOMGAN_SKIP_SHIPPED=on`.
 
     Returns:
         Model name -> tag of the models registered or found.
     """
-    if os.environ.get("ECOMGAN_SKIP_SHIPPED") == "1":
+    if Settings.from_env().skip_shipped:
         return {}
     from export.pipeline import ensure_registered
 

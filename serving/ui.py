@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import importlib.metadata
 import json
-import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -72,14 +71,10 @@ def _entry() -> Any:
 
 
 def _grpc_port() -> int | None:
-    if os.environ.get("ECOMGAN_GRPC", "on").lower() in ("0", "off", "false", "no"):
-        return None
-    try:
-        return int(_entry().limits.grpc_port)
-    except Unavailable:
-        from serving.limits import Limits
+    from serving.settings import Settings
 
-        return Limits.from_env().grpc_port
+    settings = Settings.from_env()
+    return settings.grpc_port if settings.grpc else None
 
 
 @lru_cache(maxsize=1)

@@ -13,9 +13,9 @@ from serving import oip
 from serving.catalog import ServedModel
 from serving.errors import InvalidInput, NotFound, PayloadTooLarge
 from serving.gateway import Gateway
-from serving.limits import Limits
 from serving.products import decode_image, parse_category
 from serving.runtime import Signature, TensorSpec
+from serving.settings import Settings
 
 GEN_SIG = Signature(
     (TensorSpec("z", "FP32", (-1, 8)), TensorSpec("label", "INT64", (-1,))),
@@ -34,7 +34,7 @@ def gateway() -> Gateway:
         metadata={},
         input_ranges={"label": (0, 9)},
     )
-    limits = Limits(
+    limits = Settings(
         max_items=16,
         max_rows=100,
         max_body_bytes=1 << 20,
