@@ -93,6 +93,8 @@ class Gateway:
                     f"inputs of {served.name!r} must share the batch size; "
                     f"{name!r} has {arr.shape[0]}, an earlier input has {batch}"
                 )
+            if spec.datatype == "BYTES":
+                inputs[name] = _text(name, arr)
             if arr.dtype.kind == "f" and not np.isfinite(arr).all():
                 raise InvalidInput(f"input {name!r} contains NaN or Inf; only finite values")
             if name in served.input_ranges and arr.size:
@@ -179,3 +181,23 @@ def _fits(item_shape: tuple[int, ...], spec: tuple[int, ...]) -> bool:
 
 def _describe(specs) -> str:
     return ", ".join(f"{s.name} {s.datatype} {list(s.shape)}" for s in specs)
+
+
+def _text(name: str, arr: np.ndarray) -> np.ndarray:
+    """BYTES elements as `str` for ONNX Runtime, whose string tensors take text: given a bytes
+    object it would store its repr (``"b'...'"``). Raises InvalidInput for bytes that are not
+    UTF-8."""
+    out = np.empty(arr.shape, dtype=object)
+    flat = out.reshape(-1)
+    for i, v in enumerate(arr.reshape(-1)):
+        if isinstance(v, bytes | bytearray):
+            try:
+                v = bytes(v).decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidInput(
+                    f"input {name!r}: element {i} is not UTF-8; this model's BYTES inputs are text"
+                ) from None
+        elif not isinstance(v, str):
+            raise InvalidInput(f"input {name!r}: element {i} is not text or bytes")
+        flat[i] = v
+    return out

@@ -65,3 +65,43 @@ def test_bytes_limits_and_non_utf8_json_output():
     with pytest.raises(InvalidInput, match="not UTF-8 text"):
         oip.json_data("text", binary)
     assert oip.raw_bytes(binary) == b"\x02\x00\x00\x00\xff\xfe"
+
+
+def test_bytes_reach_onnx_runtime_as_text_and_come_back_as_sent(tmp_path):
+    """Wire bytes -> OIP decode -> gateway -> batcher -> ONNX Runtime string model -> wire."""
+    import asyncio
+
+    from onnx import TensorProto, helper
+
+    from ecomgan.families import get_family
+    from serving.batcher import Batcher
+    from serving.catalog import ServedModel
+    from serving.gateway import Gateway
+    from serving.runtime import create_session, run_session, session_signature
+    from serving.settings import Settings
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["text"], ["echo"])],
+        "echo",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["n"])],
+        [helper.make_tensor_value_info("echo", TensorProto.STRING, ["n"])],
+    )
+    path = tmp_path / "echo.onnx"
+    path.write_bytes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+    )
+    session = create_session(path, threads=1)
+    signature = session_signature(session)
+    assert signature.inputs[0].datatype == "BYTES"
+    served = ServedModel("echo", get_family("products"), "generator", "1", signature, {})
+    backend = Batcher(lambda x: run_session(session, signature, x), 8, 5000, name="echo")
+    gateway = Gateway({"echo": served}, {"echo": backend}, Settings.parse({}))
+
+    wire = serialize_byte_tensor(np.array(["héllo".encode(), b"", b"a b"], dtype=object)).item()
+    inputs = {"text": oip.decode_tensor("text", "BYTES", [3], raw=wire, max_bytes=10**6)}
+    out = asyncio.run(gateway.infer("echo", inputs))["echo"]
+    assert oip.raw_bytes(out) == wire
+    assert oip.json_data("echo", out) == ["héllo", "", "a b"]
+    bad = {"text": np.array([b"\xff"], dtype=object)}
+    with pytest.raises(InvalidInput, match="not UTF-8"):
+        asyncio.run(gateway.infer("echo", bad))
