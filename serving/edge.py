@@ -26,6 +26,7 @@ from serving.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    ServerFault,
     ServingError,
     UnsupportedMediaType,
 )
@@ -41,6 +42,7 @@ _TYPE_WORDS = {
     "list": "a list",
     "dict": "an object",
     "none": "null",
+    "finite": "a finite number",
 }
 
 
@@ -161,6 +163,8 @@ def check_json(spec: RouteSpec, body: bytes) -> None:
         data = json.loads(body) if body.strip() else {}
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"the request body is not valid JSON ({exc})") from None
+    except RecursionError:  # json's recursive parser on thousands of nested brackets
+        raise InvalidInput("the request body is nested too deeply to be a request") from None
     if not isinstance(data, dict):
         raise InvalidInput(
             f"the request body must be a JSON object with the fields {', '.join(spec.fields)}; "
@@ -168,7 +172,8 @@ def check_json(spec: RouteSpec, body: bytes) -> None:
         )
     check_fields(spec, list(data))
     try:
-        spec.model.model_validate(data)
+        # Strict: JSON true is not the integer 1, nor "3" the number 3 (lax pydantic says so).
+        spec.model.model_validate(data, strict=True)
     except ValidationError as exc:
         raise InvalidInput(describe_validation_error(exc, data, spec.model)) from None
 
@@ -219,6 +224,10 @@ class EdgeValidation:
         except ServingError as exc:
             logger.info("refused POST %s (%d): %s", spec.route, int(exc.http_status), exc.message)
             await _send_error(send, exc)
+            return
+        except Exception:  # a bug of ours: answer 500 rather than leave the client hanging
+            logger.exception("edge validation failed on POST %s", spec.route)
+            await _send_error(send, ServerFault("internal error; see the server log"))
             return
         await self.app(scope, _replay(body, receive), send)
 

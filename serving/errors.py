@@ -58,6 +58,13 @@ class PayloadTooLarge(ServingError):
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class ServerFault(ServingError):
+    """A fault of the server, not of the request (HTTP 500, INTERNAL)."""
+
+    http_status = HTTPStatus.INTERNAL_SERVER_ERROR
+    grpc_code = grpc.StatusCode.INTERNAL
+
+
 class Unavailable(ServingError):
     """Not ready yet, shutting down or overloaded (HTTP 503, UNAVAILABLE); safe to retry."""
 

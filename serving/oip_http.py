@@ -63,6 +63,8 @@ def _split_body(request: Request, body: bytes) -> tuple[dict, memoryview]:
         header = json.loads(header_bytes)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"the inference request is not valid JSON ({exc})") from None
+    except RecursionError:  # json's recursive parser on thousands of nested brackets
+        raise InvalidInput("the inference request is nested too deeply") from None
     if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
         raise InvalidInput('the inference request must be a JSON object with an "inputs" list')
     _known_keys("the inference request", header, REQUEST_KEYS)

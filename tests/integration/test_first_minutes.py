@@ -80,7 +80,9 @@ REFUSED = [
         {"category": "Bag", "seed": 1.5},
         "seed must be an integer or null, got 1.5",
     ),  # noqa: E501
-    ("/shoppers/generate", {"count": "3"}, None),  # numeric strings are accepted as numbers
+    ("/shoppers/generate", {"count": "3"}, 'count must be an integer, got "3"'),
+    ("/products/generate", {"category": True}, "category must be a string or an integer, got true"),
+    ("/shoppers/generate", {"count": 2, "seed": None}, None),  # null seed: random
     (
         "/products/score_arrays",
         {"images": "x", "categories": [1]},

@@ -86,6 +86,13 @@ def test_context_parameter_is_not_a_field():
             "must be a JSON object with the fields category, count, seed",
         ),  # noqa: E501
         ("/products/generate", b"{nope", "the request body is not valid JSON"),
+        ("/products/generate", b"[" * 100_000, "nested too deeply"),
+        (
+            "/products/generate",
+            {"category": "Bag", "count": True},
+            "count must be an integer, got true",
+        ),  # noqa: E501
+        ("/shoppers/generate", {"count": "3"}, 'count must be an integer, got "3"'),
     ],
 )
 def test_refusals_name_the_field_and_what_is_allowed(route, body, expected):
