@@ -29,7 +29,8 @@ from serving.services import (
 from serving.settings import Settings
 from serving.shipped import ensure_shipped_models
 
-check_before_serving(Settings.from_env().grpc, Settings.from_env().grpc_port)
+SETTINGS = Settings.from_env()
+check_before_serving(SETTINGS.grpc, SETTINGS.grpc_port)
 ensure_shipped_models()
 verify_models()
 
@@ -58,5 +59,5 @@ class EcomGAN(EntryBase, model_refs(), *family_api_bases()):
 # Outermost first: the token is checked before anything else is read.
 EcomGAN.add_asgi_middleware(BearerAuthMiddleware)  # a no-op unless ECOMGAN_API_TOKEN is set
 EcomGAN.add_asgi_middleware(
-    EdgeValidation, apis=EcomGAN.apis, max_body_bytes=Settings.from_env().max_body_bytes
+    EdgeValidation, apis=EcomGAN.apis, max_body_bytes=SETTINGS.max_body_bytes
 )

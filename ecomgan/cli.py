@@ -33,6 +33,29 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_cls) -> None:
             group.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
 
 
+def _at_least(low: int):
+    """An argparse type: an integer >= `low`, or a usage error saying so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _condition(text: str) -> tuple[str, str]:
+    """``COLUMN=VALUE`` -> (column, value), or a usage error naming the form."""
+    column, sep, value = text.partition("=")
+    if not sep or not column.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected COLUMN=VALUE (e.g. Revenue=true), got {text!r}")
+    return column.strip(), value.strip()
+
+
 def _family_from_argv(argv: list[str]) -> str | None:
     for i, arg in enumerate(argv):
         if arg == "--family" and i + 1 < len(argv):
@@ -187,7 +210,7 @@ def _sample_onnx(args: argparse.Namespace) -> int:
         family, run, nz, artifacts = sampling.from_store(args.model)
     else:
         family, run, nz, artifacts = sampling.from_folder(Path(args.folder))
-    conditions = dict(c.partition("=")[::2] for c in args.condition or [])
+    conditions = dict(args.condition or [])
     message = family.load_api().write_samples(
         run,
         nz,
@@ -220,7 +243,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             count=args.count,
             seed=args.seed,
             category=args.category,
-            conditions=dict(c.partition("=")[::2] for c in args.condition or []),
+            conditions=dict(args.condition or []),
         )
     )
     print(message)
@@ -386,11 +409,12 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--condition",
         action="append",
+        type=_condition,
         metavar="COLUMN=VALUE",
         help="fix a categorical column (tabular families; repeatable), e.g. Revenue=true",
     )
-    p.add_argument("--count", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--count", type=_at_least(1), default=16)
+    p.add_argument("--seed", type=_at_least(0), default=0)
     p.add_argument("--out", help="output file (default: the family's, e.g. samples.png)")
     p.set_defaults(func=cmd_sample)
 

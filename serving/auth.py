@@ -7,9 +7,10 @@ The token is compared in constant time and never logged.
 from __future__ import annotations
 
 import hmac
-import json
 
 import grpc
+
+from serving.errors import Unauthenticated, send_error
 
 TOKEN_ENV = "ECOMGAN_API_TOKEN"
 OPEN_HTTP_PATHS = frozenset(
@@ -61,19 +62,9 @@ class BearerAuthMiddleware:
         if authorized(header, self.token):
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"error": _MESSAGE}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="ecomgan"'),
-                ],
-            }
+        await send_error(
+            send, Unauthenticated(_MESSAGE), [(b"www-authenticate", b'Bearer realm="ecomgan"')]
         )
-        await send({"type": "http.response.body", "body": body})
 
 
 class GrpcAuthInterceptor(grpc.aio.ServerInterceptor):

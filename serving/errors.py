@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable
 from http import HTTPStatus
@@ -86,6 +87,21 @@ def error_response(exc: ServingError):
 
     headers = {"Retry-After": "1"} if isinstance(exc, Unavailable) else None
     return JSONResponse({"error": exc.message}, status_code=int(exc.http_status), headers=headers)
+
+
+async def send_error(send, exc: ServingError, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    """Answer an ASGI request with `{"error": ...}` from a middleware (no Starlette response
+    object there), rendered like starlette's JSONResponse as every other error body."""
+    body = json.dumps({"error": exc.message}, ensure_ascii=False, separators=(",", ":")).encode()
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": int(exc.http_status),
+            "headers": [*head, *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def answer(work: Awaitable[Any]) -> Any:

@@ -128,10 +128,11 @@ class ProductsAPI(FamilyAPI):
             raise InvalidInput("--condition applies to tabular families; use --category")
         if category is None:
             raise InvalidInput(f"give --category: {', '.join(CLASSES)} (or 0..{len(CLASSES) - 1})")
-        pixels = to_uint8(run(generator_inputs(parse_category(category), count, seed, nz))["image"])
+        label = parse_category(category)
+        pixels = to_uint8(run(generator_inputs(label, count, seed, nz))["image"])
         out = out if out.suffix else out.with_suffix(".png")
         grid(pixels, nrow=min(count, 10), pad=0 if count == 1 else 2).save(out, format="PNG")
-        return f"wrote {count} {CLASSES[parse_category(category)]} images to {out}"
+        return f"wrote {count} {CLASSES[label]} images to {out}"
 
     def __count(self, count: int) -> int:
         if not 1 <= count <= self.limits.max_items:
