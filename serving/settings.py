@@ -146,7 +146,8 @@ class Settings:
     max_rows: int = _setting(
         "ECOMGAN_MAX_ROWS", 10_000, "10,000",
         "rows per request of the tabular JSON APIs (sent to the model in chunks of "
-        "`ECOMGAN_MAX_ITEMS`)", positive_int,
+        "`ECOMGAN_MAX_ITEMS`; CSV answers stream 10,000 rows at a time, so memory stays flat "
+        "if you raise it)", positive_int,
     )
     ort_threads: int = _setting(
         "ECOMGAN_ORT_THREADS", 0, "cgroup CPU quota",

@@ -7,24 +7,29 @@ models (`transformer.json`, read with numpy only; see `ecomgan.tabular`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
+import gzip
 import io
 import json
 import math
 import secrets
+from collections.abc import AsyncIterator, Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 import bentoml
 import numpy as np
 from pydantic import Field
-from starlette.responses import Response
+from starlette.responses import StreamingResponse
+from tqdm import tqdm
 
 from ecomgan.calibration import apply as apply_calibration
 from ecomgan.contract import FamilyAPI
 from ecomgan.families import get_family
-from ecomgan.seeding import latent
+from ecomgan.files import atomic_write
+from ecomgan.seeding import latent, latent_chunks
 from ecomgan.tabular import TabularTransformer
 from serving.errors import InvalidInput, answer
 
@@ -89,11 +94,12 @@ class ShoppersAPI(FamilyAPI):
         chosen = parse_conditions(tf, conditions)
         names = [c.name for c in tf.columns]
         out = out if out.suffix else out.with_suffix(".csv")
-        x = run(generator_inputs(tf, chosen, count, seed, nz))["x"]
-        with open(out, "w", newline="") as f:
-            for i in range(0, count, CSV_CHUNK):
-                rows = finish_rows(tf, x[i : i + CSV_CHUNK], chosen)
-                write_csv(f, names, [rows[n].tolist() for n in names], header=i == 0)
+        with atomic_write(out) as raw, _text_sink(raw, gzipped=out.suffix == ".gz") as f, tqdm(
+            total=count, unit="rows", unit_scale=True, disable=None, desc=out.name
+        ) as bar:
+            for i, inputs in enumerate(input_chunks(tf, chosen, count, seed, nz, CSV_CHUNK)):
+                f.write(csv_text(names, finish_rows(tf, run(inputs)["x"], chosen), header=i == 0))
+                bar.update(len(inputs["z"]))
         return f"wrote {count} sessions to {out}"
 
     @cached_property
@@ -113,36 +119,59 @@ class ShoppersAPI(FamilyAPI):
         )
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
-    async def __generate(
+    def __plan(
         self, count: int, seed: int | None, conditions: dict[str, Any] | None
-    ) -> tuple[int, dict[str, int], dict[str, np.ndarray]]:
+    ) -> tuple[int, dict[str, int], str, int]:
+        """Validate a generate request: (seed, conditions, generator name, latent size)."""
         if isinstance(count, bool) or not 1 <= count <= self.limits.max_rows:
             raise InvalidInput(f"count must be 1..{self.limits.max_rows}, got {count}")
         if seed is None:
             seed = secrets.randbelow(2**31)
         elif not 0 <= seed < 2**63:
             raise InvalidInput(f"seed must be 0..2**63-1, got {seed}")
-        tf = self.shoppers_transformer
-        chosen = parse_conditions(tf, conditions)
+        chosen = parse_conditions(self.shoppers_transformer, conditions)
         served = self.gateway.model(FAMILY.model_name("generator"))
-        nz = served.signature.inputs[0].item_shape[0]
-        out = await self.__run_chunks(served.name, generator_inputs(tf, chosen, count, seed, nz))
-        return seed, chosen, finish_rows(tf, out["x"], chosen)
+        return seed, chosen, served.name, served.signature.inputs[0].item_shape[0]
+
+    async def __rows(
+        self, name: str, inputs: dict[str, np.ndarray], chosen: dict[str, int]
+    ) -> dict[str, np.ndarray]:
+        out = await self.__run_chunks(name, inputs)
+        return finish_rows(self.shoppers_transformer, out["x"], chosen)
+
+    async def __csv_response(
+        self, name: str, chosen: dict[str, int], count: int, seed: int, nz: int
+    ) -> StreamingResponse:
+        """Rows as text/csv, streamed `CSV_CHUNK` rows at a time (memory stays flat however
+        large `ECOMGAN_MAX_ROWS` is set)."""
+        tf = self.shoppers_transformer
+        names = [c.name for c in tf.columns]
+        chunks = input_chunks(tf, chosen, count, seed, nz, CSV_CHUNK)
+        # The first chunk runs before the response starts, so that its faults (overload,
+        # timeout) still get their status code; once streaming, a fault can only cut the body.
+        first = csv_text(names, await self.__rows(name, next(chunks), chosen), header=True)
+
+        async def body() -> AsyncIterator[str]:
+            yield first
+            for inputs in chunks:
+                yield csv_text(names, await self.__rows(name, inputs, chosen), header=False)
+
+        return StreamingResponse(
+            body(), media_type="text/csv", headers={"X-Ecomgan-Seed": str(seed)}
+        )
 
     async def __generate_response(
         self, count: int, seed: int | None, conditions: dict | None, fmt: str
     ) -> Any:
         if fmt not in ("json", "csv"):
             raise InvalidInput(f"format must be 'json' or 'csv', got {fmt!r}")
-        seed, chosen, rows = await self.__generate(count, seed, conditions)
-        names = [c.name for c in self.shoppers_transformer.columns]
-        columns = [rows[name].tolist() for name in names]
+        seed, chosen, name, nz = self.__plan(count, seed, conditions)
         if fmt == "csv":
-            buf = io.StringIO()
-            write_csv(buf, names, columns, header=True)
-            return Response(
-                buf.getvalue(), media_type="text/csv", headers={"X-Ecomgan-Seed": str(seed)}
-            )
+            return await self.__csv_response(name, chosen, count, seed, nz)
+        tf = self.shoppers_transformer
+        rows = await self.__rows(name, generator_inputs(tf, chosen, count, seed, nz), chosen)
+        names = [c.name for c in tf.columns]
+        columns = [rows[name].tolist() for name in names]
         return {
             "seed": seed,
             "conditions": {col: _json_value(self.__category(col, i)) for col, i in chosen.items()},
@@ -279,6 +308,32 @@ def generator_inputs(
     return {"z": latent(count, nz, seed), "cond": tf.cond_vector(chosen, count)}
 
 
+def input_chunks(
+    tf: TabularTransformer, chosen: dict[str, int], count: int, seed: int, nz: int, chunk: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """`generator_inputs` in pieces of at most `chunk` rows, drawn as they are consumed
+    (memory stays flat however many rows; the rows equal one `generator_inputs` call's)."""
+    cond = tf.cond_vector(chosen, min(count, chunk))
+    for z in latent_chunks(count, nz, seed, chunk):
+        yield {"z": z, "cond": cond[: len(z)]}
+
+
+@contextlib.contextmanager
+def _text_sink(raw: IO[bytes], *, gzipped: bool) -> Iterator[IO[str]]:
+    """A text stream over a binary file, gzip-compressed for ``.gz`` paths (no name and no
+    time stamp in the gzip header, so the same seed writes the same bytes)."""
+    target = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if gzipped else raw
+    f = io.TextIOWrapper(target, encoding="utf-8", newline="")
+    try:
+        yield f
+        f.flush()
+    finally:
+        f.detach()  # closing the wrapper would close `raw` before atomic_write's fsync
+    if gzipped:
+        target.close()  # the gzip trailer; a GzipFile leaves the file it was given open
+
+
+
 def finish_rows(
     tf: TabularTransformer, x: np.ndarray, chosen: dict[str, int]
 ) -> dict[str, np.ndarray]:
@@ -286,6 +341,13 @@ def finish_rows(
     rows = tf.decode(x)
     tf.apply_conditions(rows, chosen)
     return rows
+
+
+def csv_text(names: list[str], rows: dict[str, np.ndarray], *, header: bool) -> str:
+    """Decoded rows as CSV text (what `write_csv` writes)."""
+    buf = io.StringIO()
+    write_csv(buf, names, [rows[n].tolist() for n in names], header=header)
+    return buf.getvalue()
 
 
 def write_csv(f, names: list[str], columns: list[list], *, header: bool) -> None:
