@@ -10,13 +10,17 @@ Every score compares a synthetic table with the seeded split of ``gan.shoppers.d
   column pair trends), SDMetrics' logistic detection (1 = indistinguishable), a random-forest
   classifier two-sample test (C2ST, Lopez-Paz & Oquab 2017; 0.5 = indistinguishable) and the
   mean absolute difference of pairwise associations;
-- constraint checks: share of rows breaking each rule of issue 5 item 4.
+- constraint checks: share of rows breaking each rule of issue 5 item 4;
+- privacy: distance to the closest record (DCR; Park et al. 2018, as used by Zhao et al. 2021)
+  of each synthetic row to the real train split, against the same distance for the held-out
+  real test rows, and the share of exact copies of training rows.
 
 ``gan.shoppers.report`` writes the result as JSON, Markdown and PNGs.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from pathlib import Path
@@ -292,6 +296,54 @@ def constraint_violations(table: pd.DataFrame, vocabulary: pd.DataFrame) -> dict
     }
 
 
+def privacy(synthetic: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame) -> dict[str, Any]:
+    """Distance to the closest train record of synthetic rows, against held-out real rows'.
+
+    Rows are compared in ``feature_map``'s space fitted on ``train`` (one-hot categoricals,
+    standardised numerics; every column, ``Revenue`` included), Euclidean. Held-out test rows
+    were never trained on, so their distances are what "as close as new real data" means: a
+    generator that copies or hugs its training rows shows smaller synthetic distances and
+    more exact copies.
+
+    Returns:
+        Per table (``synthetic``, ``test``): DCR quantiles (5%, 50%) and mean, the share of
+        exact copies (distance below 1e-6); ``closer_than_test_5pct``, the share of synthetic
+        rows closer than the test rows' 5% quantile (0.05 if no closer than real rows);
+        ``allowed``, the most of each that sampling noise explains; and ``passed``.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    columns = list(COLUMNS)
+    fmap = feature_map(train, columns)
+    index = NearestNeighbors(n_neighbors=1).fit(fmap.transform(_typed(train, columns)))
+    dist = {name: index.kneighbors(fmap.transform(_typed(table, columns)))[0][:, 0]
+            for name, table in (("synthetic", synthetic), ("test", test))}  # fmt: skip
+    out: dict[str, Any] = {
+        name: {
+            "dcr_p5": float(np.quantile(d, 0.05)),
+            "dcr_median": float(np.median(d)),
+            "dcr_mean": float(d.mean()),
+            "exact_copies": float((d < 1e-6).mean()),  # rounding of the distance formula
+            "rows": len(d),
+        }
+        for name, d in dist.items()
+    }
+    syn, real = out["synthetic"], out["test"]
+    out["closer_than_test_5pct"] = float((dist["synthetic"] < real["dcr_p5"]).mean())
+    # Real rows differ by sampling noise too (held-out real halves of the train split score
+    # 0.045-0.057 closer and 0.5-0.9% copies), so each check allows three standard errors.
+    n_syn, n_real = syn["rows"], real["rows"]
+    copies = max(real["exact_copies"], 1.0 / n_real)
+    out["allowed"] = {
+        "closer_than_test_5pct": 0.05 + 3 * math.sqrt(0.05 * 0.95 * (1 / n_syn + 1 / n_real)),
+        "exact_copies": real["exact_copies"]
+        + 3 * math.sqrt(copies * (1 - copies) * (1 / n_syn + 1 / n_real)),
+    }
+    out["passed"] = bool(out["closer_than_test_5pct"] <= out["allowed"]["closer_than_test_5pct"]
+                         and syn["exact_copies"] <= out["allowed"]["exact_copies"])  # fmt: skip
+    return out
+
+
 def evaluate_tables(synthetic: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, *,
                     seed: int = 0, quick: bool = False,
                     baseline: dict | None = None) -> dict[str, Any]:  # fmt: skip
@@ -306,7 +358,7 @@ def evaluate_tables(synthetic: pd.DataFrame, train: pd.DataFrame, test: pd.DataF
         baseline: See ``efficacy``.
 
     Returns:
-        ``{"efficacy", "fidelity", "constraints", "settings", "seconds"}``.
+        ``{"efficacy", "fidelity", "constraints", "privacy", "settings", "seconds"}``.
 
     Raises:
         ValueError: If a table misses columns, has NaNs or non-numeric numeric columns.
@@ -321,6 +373,7 @@ def evaluate_tables(synthetic: pd.DataFrame, train: pd.DataFrame, test: pd.DataF
         "efficacy": efficacy(syn, tr, test, seed=seed, quick=quick, baseline=baseline),
         "fidelity": fidelity(syn, tr, seed=seed, quick=quick),
         "constraints": constraints,
+        "privacy": privacy(synthetic, train, test),
         "settings": {
             "n_synthetic": len(synthetic),
             "n_train": len(train),

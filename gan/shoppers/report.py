@@ -117,10 +117,31 @@ def to_markdown(result: dict[str, Any]) -> str:
         "| rule | share of rows |", "| --- | --- |",
     ]  # fmt: skip
     lines += [f"| {k} | {_f(v, '{:.4f}')} |" for k, v in result["constraints"]["per_rule"].items()]
+    if "privacy" in result:
+        lines += _privacy_lines(result["privacy"])
     lines += ["", "## Column shapes (KS / TV complement, 1 = same marginal)", "",
               "| column | score |", "| --- | --- |"]  # fmt: skip
     lines += [f"| {c} | {_f(v)} |" for c, v in q["per_column"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _privacy_lines(p: dict[str, Any]) -> list[str]:
+    syn, test = p["synthetic"], p["test"]
+    verdict = "passed" if p["passed"] else "FAILED"
+    lines = ["", "## Privacy: distance to the closest train record (DCR)", "",
+             f"Synthetic rows must be no closer to training rows than held-out real rows are "
+             f"({verdict}).", "",
+             "| rows | DCR 5% | DCR median | DCR mean | exact copies |",
+             "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    for name, r in (("synthetic", syn), ("real test (held out)", test)):
+        lines.append(f"| {name} ({r['rows']}) | {_f(r['dcr_p5'])} | {_f(r['dcr_median'])} | "
+                     f"{_f(r['dcr_mean'])} | {_f(r['exact_copies'], '{:.4f}')} |")  # fmt: skip
+    allowed = p["allowed"]
+    lines += ["", f"Synthetic rows closer than the test rows' 5% quantile: "
+              f"{_f(p['closer_than_test_5pct'])} (0.05 = as close as real data; allowed up to "
+              f"{_f(allowed['closer_than_test_5pct'])}, three standard errors); exact copies "
+              f"allowed up to {_f(allowed['exact_copies'], '{:.4f}')}."]  # fmt: skip
+    return lines
 
 
 def _pyplot() -> Any:

@@ -169,3 +169,29 @@ def test_evaluate_samples_a_checkpoint_and_writes_the_report(tmp_path):
         assert (out / name).stat().st_size > 0
     with pytest.raises(ValueError, match="n_samples must be >= 10"):
         evaluate(ckpt, out, data_dir=shared_data_dir(), n_samples=3)
+
+
+def test_privacy_flags_copied_rows_and_passes_held_out_rows(split, halves):
+    from gan.shoppers.evaluate import privacy
+
+    train, test = split
+    # Random halves: neighbouring rows of the file are near-duplicates (the interleaved
+    # `halves` fixture puts 8.7% of one half closer than the test rows' 5% quantile).
+    order = np.random.default_rng(0).permutation(len(train))
+    known, fresh_rows = train.iloc[order[::2]], train.iloc[order[1::2]]
+    fresh = privacy(fresh_rows.iloc[:1500], known, test)  # real rows never trained on
+    assert fresh["passed"] and abs(fresh["closer_than_test_5pct"] - 0.05) < 0.02
+    copied = privacy(known.iloc[:1500], known, test)  # the training rows themselves
+    assert not copied["passed"] and copied["synthetic"]["exact_copies"] == 1.0
+    assert copied["synthetic"]["dcr_median"] == 0.0 < fresh["synthetic"]["dcr_median"]
+    # Half copies, half fresh: still caught.
+    mixed = privacy(pd.concat([known.iloc[:300], fresh_rows.iloc[:1200]]), known, test)
+    assert not mixed["passed"]
+
+
+def test_report_has_the_privacy_section(real_result):
+    from gan.shoppers.report import to_markdown
+
+    p = real_result["privacy"]
+    assert set(p) == {"synthetic", "test", "closer_than_test_5pct", "allowed", "passed"}
+    assert "## Privacy: distance to the closest train record (DCR)" in to_markdown(real_result)
