@@ -109,13 +109,13 @@ async def docs_page(request: Request) -> Response:
 
 
 async def family_data(request: Request) -> Response:
-    """What a family's panel needs beyond its APIs (`serving.ui_data.PROVIDERS`)."""
-    from serving.ui_data import PROVIDERS
+    """What a family's panel needs beyond its APIs (`serving.ui_data.provider`)."""
+    from serving.ui_data import provider as provider_of
 
     family = request.path_params["family"]
-    provider = PROVIDERS.get(family)
+    provider = provider_of(family)
     if provider is None:
-        known = ", ".join(sorted(PROVIDERS))
+        known = ", ".join(FAMILIES)
         return JSONResponse(
             {"error": f"no UI data for {family!r}; families with UI data: {known}"},
             status_code=404,

@@ -121,3 +121,19 @@ def shoppers_marginals(entry: Any) -> dict[str, Any]:
 
 # Family -> function(entry) answering GET /ui/data/<family> (blocking; run in a worker thread).
 PROVIDERS: dict[str, Callable[[Any], dict[str, Any]]] = {"shoppers": shoppers_marginals}
+
+
+def provider(family: str) -> Callable[[Any], dict[str, Any]] | None:
+    """The family's own provider, else (for any registered family) its API's request examples,
+    the ones OpenAPI shows, from which a panel can prefill its forms; None if unknown."""
+    if family in PROVIDERS:
+        return PROVIDERS[family]
+    from ecomgan.families import FAMILIES
+
+    if family not in FAMILIES:
+        return None
+
+    def examples(entry: Any) -> dict[str, Any]:
+        return {"examples": dict(FAMILIES[family].load_api().examples)}
+
+    return examples
