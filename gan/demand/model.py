@@ -1,0 +1,130 @@
+"""The demand networks: a conditional scenario generator, its critic and the served detector.
+
+- ``Generator`` (ForGAN, Koochali et al. 2019; RCGAN, Esteban et al. 2017): noise ``z`` and
+  the condition (``ecomgan.demand.condition``: context window, the same weeks a year earlier
+  and the calendar of the forecast weeks) -> H future log-ratios of sales over the history's
+  level. The condition is a fixed-length vector, so the networks are residual MLPs; the
+  condition's standardisation and the targets' scale live in buffers, so the ONNX model takes
+  the raw condition and returns raw log-ratios.
+- ``Critic``: the conditional discriminator ``(cond, y) -> logit`` of the adversarial loss.
+- ``Detector``: the served discriminator, one sales window ``(B, window_dim) -> logit``,
+  positive = looks real (real windows vs generated and corrupted ones).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shapes of the three networks."""
+
+    nz: int
+    cond_dim: int
+    horizon: int
+    window_dim: int
+    lag_start: int
+    width: int = 128
+    depth: int = 3
+
+
+class Block(nn.Module):
+    """``x + fc(leaky_relu(norm(x)))``: a pre-norm residual block of constant width."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.norm, self.fc = nn.LayerNorm(width), nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.fc(nn.functional.leaky_relu(self.norm(x), 0.2))
+
+
+def _mlp(in_dim: int, width: int, depth: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(in_dim, width),
+        *(Block(width) for _ in range(depth)),
+        nn.LeakyReLU(0.2),
+        nn.Linear(width, out_dim),
+    )
+
+
+class Scaled(nn.Module):
+    """Holds the condition's and the targets' mean and std as buffers (saved, exported).
+
+    The target is modelled as the same week a year earlier (its log-ratio, part of the
+    condition) plus a year-over-year change: ``y = lag + y_mean + y_std * net(...)``, so the
+    seasonal naive forecast is the networks' starting point. Condition features that are
+    constant in training (e.g. the Christmas flags when training stops in October) get a huge
+    std: the networks ignore them rather than extrapolate.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.lag = slice(cfg.lag_start, cfg.lag_start + cfg.horizon)
+        self.register_buffer("cond_mean", torch.zeros(cfg.cond_dim))
+        self.register_buffer("cond_std", torch.ones(cfg.cond_dim))
+        self.register_buffer("y_mean", torch.zeros(cfg.horizon))
+        self.register_buffer("y_std", torch.ones(cfg.horizon))
+
+    def set_scalers(self, cond: torch.Tensor, y: torch.Tensor) -> None:
+        """Fit the buffers on training conditions (N, cond_dim) and targets (N, H)."""
+        std = cond.std(0)
+        self.cond_mean.copy_(cond.mean(0))
+        self.cond_std.copy_(torch.where(std < 1e-6, torch.full_like(std, 1e6), std))
+        change = y - cond[:, self.lag]
+        self.y_mean.copy_(change.mean(0))
+        self.y_std.copy_(change.std(0).clamp_min(1e-3))
+
+
+class Generator(Scaled):
+    """``(z (B, nz), cond (B, cond_dim)) -> y (B, H)`` log-ratios of sales over the level."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.z_dim = cfg.nz
+        self.net = _mlp(cfg.nz + cfg.cond_dim, cfg.width, cfg.depth, cfg.horizon)
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        c = (cond - self.cond_mean) / self.cond_std  # (B, cond_dim)
+        change = self.y_mean + self.y_std * self.net(torch.cat([z, c], dim=1))  # (B, H)
+        return cond[:, self.lag] + change
+
+
+class Critic(Scaled):
+    """``(cond (B, cond_dim), y (B, H)) -> logit (B, 1)``, positive = a real future."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.net = _mlp(cfg.cond_dim + cfg.horizon, cfg.width, 2, 1)
+
+    def forward(self, cond: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        c = (cond - self.cond_mean) / self.cond_std
+        change = (y - cond[:, self.lag] - self.y_mean) / self.y_std  # (B, H)
+        return self.net(torch.cat([c, change], dim=1))  # (B, 1)
+
+
+class Detector(nn.Module):
+    """``x (B, window_dim) -> logit (B, 1)``: one sales window, positive = looks real."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.net = _mlp(cfg.window_dim, cfg.width // 2, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def energy_score(samples: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean energy score of ``samples (B, K, H)`` against ``y (B, H)`` (Gneiting & Raftery
+    2007), the unbiased form with K >= 2 samples per condition used to train generative
+    networks by scoring rules (Pacchiardi et al. 2022); lower is better."""
+    k = samples.shape[1]
+    fit = (samples - y[:, None]).norm(dim=2).mean(1)  # (B,)
+    diff = samples[:, :, None] - samples[:, None]  # (B, K, K, H)
+    # the epsilon keeps the gradient of the zero diagonal finite
+    spread = ((diff**2).sum(-1) + 1e-12).sqrt().sum((1, 2)) / (k * (k - 1))  # (B,)
+    return (fit - 0.5 * spread).mean()
