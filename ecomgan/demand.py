@@ -149,23 +149,26 @@ def check_history(
         i = int(np.argmax(sales < 0))
         raise ValueError(f"{what}: sales must be >= 0; week {i} ({dates[i]}) is {sales[i]}")
     gaps = np.diff(dates).astype(int)
-    for i, g in enumerate(gaps):
-        if g == 7:
-            continue
-        a, b = dates[i], dates[i + 1]
-        if g == 0:
-            raise ValueError(f"{what}: week {b} is repeated; give each week once")
-        if g < 0 and not sort_ok:
-            raise ValueError(f"{what}: dates out of order ({a} then {b}); give them oldest first")
-        if g % 7 == 0:
-            raise ValueError(
-                f"{what}: {g // 7 - 1} missing week(s) between {a} and {b}; "
-                "the weeks must be consecutive"
-            )
-        raise ValueError(
-            f"{what}: {a} and {b} are {g} days apart; dates must be exactly "
-            "7 days apart (one per week)"
-        )
+    # order first, then repeats, then the spacing: the message names the first real problem
+    for bad_gap, message in (
+        (
+            lambda g: g < 0 and not sort_ok,
+            "dates out of order ({a} then {b}); give them oldest first",
+        ),
+        (lambda g: g == 0, "week {b} is repeated; give each week once"),
+        (
+            lambda g: g != 7 and g % 7 == 0,
+            "{m} missing week(s) between {a} and {b}; the weeks must be consecutive",
+        ),
+        (
+            lambda g: g % 7 != 0,
+            "{a} and {b} are {g} days apart; dates must be exactly 7 days apart (one per week)",
+        ),
+    ):
+        for i, g in enumerate(gaps):
+            if bad_gap(g):
+                a, b = dates[i], dates[i + 1]
+                raise ValueError(f"{what}: " + message.format(a=a, b=b, g=g, m=g // 7 - 1))
 
 
 def _nth_weekday(year: int, month: int, weekday: int, n: int) -> dt.date:

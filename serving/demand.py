@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import bentoml
 import numpy as np
+from PIL import Image
 from pydantic import Field
 from starlette.responses import Response
 
@@ -389,7 +390,7 @@ class DemandAPI(FamilyAPI):
         holidays: Holidays = None,
         receipts: list[float] | None = None,
         service_level: float = 0.95,
-    ) -> Response:
+    ) -> Image.Image:
         """A fan chart PNG of the scenarios after the last 26 weeks of history; with `stock`,
         a second panel of cumulative demand against stock plus receipts."""
         body = {

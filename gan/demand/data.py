@@ -156,3 +156,13 @@ def corrupt(real: np.ndarray, layout: Layout, gen: np.random.Generator) -> np.nd
         else:
             x[i, a:, 0] += gen.choice([-1, 1]) * gen.uniform(0.3, 0.7)
     return x.reshape(len(real), -1)
+
+
+def write_csv(stores: Stores, path: Path) -> None:
+    """Write series in the Walmart file's layout (day-first dates; covariates left empty)."""
+    lines = ["Store,Date,Weekly_Sales,Holiday_Flag,Temperature,Fuel_Price,CPI,Unemployment"]
+    for store, s in stores.items():
+        for d, x, f in zip(s["dates"], s["sales"], s["holiday"], strict=True):
+            day = d.astype(dt.date)
+            lines.append(f"{store},{day:%d/%m/%y},{x:.2f},{int(f)},,,,")
+    Path(path).write_text("\n".join(lines) + "\n")

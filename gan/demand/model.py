@@ -88,8 +88,13 @@ class Generator(Scaled):
         self.z_dim = cfg.nz
         self.net = _mlp(cfg.nz + cfg.cond_dim, cfg.width, cfg.depth, cfg.horizon)
 
-    def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, cond: torch.Tensor, eps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``eps``: training-time noise added to the network's standardised condition."""
         c = (cond - self.cond_mean) / self.cond_std  # (B, cond_dim)
+        if eps is not None:
+            c = c + eps
         change = self.y_mean + self.y_std * self.net(torch.cat([z, c], dim=1))  # (B, H)
         return cond[:, self.lag] + change
 

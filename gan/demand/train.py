@@ -54,11 +54,15 @@ class TrainConfig(FlatConfig):
     beta2: float = option(0.9, "Adam beta2")
     adv_weight: float = option(0.1, "weight of the adversarial loss beside the energy score")
     holdout: int = option(1, "1: train on weeks before the 26-week backtest; 0: on every week")
+    val_fold: int = option(0, "k in 1..5: leave out stores with (store - 1) % 5 == k - 1 (model "
+                           "selection on unseen stores); 0: train on every store")
+    cond_noise: float = option(0.0, "std of Gaussian noise on the standardised condition")
+    weight_decay: float = option(0.0, "Adam weight decay of the generator")
     ema_decay: float = option(0.995, "decay of the generator weight average used for samples")
     checkpoint_every: int = option(500, "steps between checkpoints (and one at the end)")
     sample_every: int = option(500, "steps between OUT/samples/latest.png fan charts")
     log_every: int = option(50, "steps between lines in OUT/metrics.jsonl")
-    num_threads: int = option(0, "torch CPU threads; 0 keeps torch's default (one per core)")
+    num_threads: int = option(1, "torch CPU threads (0: one per core); these MLPs run fastest on one")
     nz: int = option(16, "latent size")
     width: int = option(128, "width of the residual MLPs")
     depth: int = option(3, "residual blocks of the generator")
@@ -80,6 +84,8 @@ class TrainConfig(FlatConfig):
         )
         if self.paths < 2:
             raise ValueError(f"paths must be >= 2 (the energy score's spread), got {self.paths}")
+        if not 0 <= self.val_fold <= 5:
+            raise ValueError(f"val_fold must be 0..5, got {self.val_fold}")
         if self.holdout not in (0, 1):
             raise ValueError(f"holdout must be 0 or 1, got {self.holdout}")
 
@@ -107,6 +113,11 @@ def last_train_week(stores: Stores, holdout: int) -> int:
     return n - 1 - (BACKTEST_WEEKS if holdout else 0)
 
 
+def in_fold(store: int, fold: int) -> bool:
+    """Whether a store is in validation fold ``fold`` (1..5)."""
+    return (store - 1) % 5 == fold - 1
+
+
 class DemandGAN(Family):
     """The demand family's hooks for ``gan.loop.fit``: one process, on the CPU."""
 
@@ -125,6 +136,8 @@ class DemandGAN(Family):
             self.stores, sha = synthetic_stores(seed=cfg.seed), "synthetic"
         else:
             self.stores, sha = load(data_dir)
+        if cfg.val_fold:
+            self.stores = {s: v for s, v in self.stores.items() if not in_fold(s, cfg.val_fold)}
         self.last_week = last_train_week(self.stores, cfg.holdout)
         self.windows = make_windows(self.stores, layout, self.last_week)
         self.cond = torch.from_numpy(self.windows.cond)  # (N, cond_dim)
@@ -146,7 +159,9 @@ class DemandGAN(Family):
         cfg, adam = self.cfg, torch.optim.Adam
         betas = (cfg.beta1, cfg.beta2)
         return {
-            "optim_g": adam(nets["generator"].parameters(), cfg.lr_g, betas),
+            "optim_g": adam(
+                nets["generator"].parameters(), cfg.lr_g, betas, weight_decay=cfg.weight_decay
+            ),
             "optim_c": adam(nets["critic"].parameters(), cfg.lr_d, betas),
             "optim_det": adam(nets["detector"].parameters(), cfg.lr_d, betas),
         }
@@ -164,7 +179,10 @@ class DemandGAN(Family):
         rows = torch.randint(len(self.y), (b,), generator=gen)
         cond, y = self.cond[rows], self.y[rows]  # (B, cond_dim), (B, H)
         z = torch.randn(b * k, net_g.z_dim, generator=gen)
-        fake = net_g(z, cond.repeat_interleave(k, 0)).reshape(b, k, -1)  # (B, K, H)
+        eps = None
+        if cfg.cond_noise:  # noise on the network's standardised condition, same for K paths
+            eps = cfg.cond_noise * torch.randn(cond.shape, generator=gen).repeat_interleave(k, 0)
+        fake = net_g(z, cond.repeat_interleave(k, 0), eps).reshape(b, k, -1)  # (B, K, H)
         # (1) update D: the critic on real vs one generated future of the same condition ...
         out_real, out_fake = critic(cond, y), critic(cond, fake[:, 0].detach())
         loss_c = F.binary_cross_entropy_with_logits(
