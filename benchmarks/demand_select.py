@@ -28,12 +28,68 @@ from gan.demand.scores import point_scores
 from gan.demand.train import in_fold, last_train_week
 
 REPO = Path(__file__).resolve().parents[1]
+W64 = ["--width", "64", "--depth", "1"]
 CANDIDATES = {
     "w128-d3": [],
-    "w64-d1": ["--width", "64", "--depth", "1"],
+    "w64-d1": W64,
     "w128-d3-noise0.5-wd1e-3": ["--cond-noise", "0.5", "--weight-decay", "1e-3"],
-    "w64-d1-noise0.5-1000steps": ["--width", "64", "--depth", "1", "--cond-noise", "0.5",
-                                  "--steps", "1000"],
+    "w64-d1-noise0.5-1000steps": [*W64, "--cond-noise", "0.5", "--steps", "1000"],
+    "w64-d1-noise1-1000steps": [*W64, "--cond-noise", "1.0", "--steps", "1000"],
+    "w32-d1-noise0.5-1000steps": [
+        "--width",
+        "32",
+        "--depth",
+        "1",
+        "--cond-noise",
+        "0.5",
+        "--steps",
+        "1000",
+    ],
+    "w64-d1-noise0.5-1000steps-adv0": [
+        *W64,
+        "--cond-noise",
+        "0.5",
+        "--steps",
+        "1000",
+        "--adv-weight",
+        "0",
+    ],
+    "w64-d1-noise0.5-1000steps-crps1": [
+        *W64,
+        "--cond-noise",
+        "0.5",
+        "--steps",
+        "1000",
+        "--crps-weight",
+        "1",
+    ],
+    "w64-d1-noise0.5-1000steps-adv0.02": [
+        *W64,
+        "--cond-noise",
+        "0.5",
+        "--steps",
+        "1000",
+        "--adv-weight",
+        "0.02",
+    ],
+    "w64-d1-noise0.5-2000steps-adv0.02": [
+        *W64,
+        "--cond-noise",
+        "0.5",
+        "--steps",
+        "2000",
+        "--adv-weight",
+        "0.02",
+    ],
+    "w64-d1-noise0.5-1000steps-adv0.05": [
+        *W64,
+        "--cond-noise",
+        "0.5",
+        "--steps",
+        "1000",
+        "--adv-weight",
+        "0.05",
+    ],
 }
 PATHS = 200
 
@@ -52,8 +108,9 @@ def score(checkpoint: Path, fold: int) -> dict[str, float]:
     paths = (w.level[:, None, None] * np.exp(y.reshape(len(w), PATHS, -1)))[:, :, :4]
     actual = w.level[:, None] * np.exp(w.y[:, :4])
     scale = np.array([stores[s]["sales"][: last + 1].mean() for s in w.store])
-    return point_scores(paths.transpose(0, 2, 1).reshape(-1, PATHS), actual.reshape(-1),
-                        np.repeat(scale, 4))  # fmt: skip
+    return point_scores(
+        paths.transpose(0, 2, 1).reshape(-1, PATHS), actual.reshape(-1), np.repeat(scale, 4)
+    )
 
 
 def main() -> int:
@@ -61,29 +118,61 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=REPO / "runs" / "demand_select")
     p.add_argument("--only", action="append")
     args = p.parse_args()
+    cache = args.out / "rows.json"
+    done = {r["name"]: r for r in json.loads(cache.read_text())} if cache.is_file() else {}
     rows = []
     for name, flags in CANDIDATES.items():
-        if args.only and name not in args.only:
+        if (args.only and name not in args.only) or name in done:
+            rows += [done[name]] if name in done else []
             continue
         run = args.out / name
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run([sys.executable, "-m", "ecomgan.cli", "train", "--family", "demand",
-                        "--val-fold", "1", "--out", str(run), *flags], check=True,
-                       env=os.environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ecomgan.cli",
+                "train",
+                "--family",
+                "demand",
+                "--val-fold",
+                "1",
+                "--out",
+                str(run),
+                *flags,
+            ],
+            check=True,
+            env=os.environ,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-        rows.append({"name": name, "flags": " ".join(flags), "cpu_s": cpu,
-                     **score(run / "checkpoint.pt", 1)})  # fmt: skip
+        rows.append(
+            {
+                "name": name,
+                "flags": " ".join(flags),
+                "cpu_s": cpu,
+                **score(run / "checkpoint.pt", 1),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
+        cache.write_text(json.dumps(rows, indent=1))
     load_avg = os.getloadavg()
-    lines = ["# Demand model selection (left-out stores, training period only)", "",
-             f"Load average at the end: {load_avg[0]:.2f} {load_avg[1]:.2f} {load_avg[2]:.2f}", "",
-             "| candidate | flags | CPU s | scaled CRPS | cov 80% | cov 95% | width 80% |",
-             "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "# Demand model selection (left-out stores, training period only)",
+        "",
+        f"Load average at the end: {load_avg[0]:.2f} {load_avg[1]:.2f} {load_avg[2]:.2f}",
+        "",
+        "| candidate | flags | CPU s | scaled CRPS | cov 80% | cov 95% | width 80% |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['name']} | `{r['flags']}` | {r['cpu_s']:.0f} | "
-                     f"{r['scaled_crps']:.4f} | {r['coverage_80']:.3f} | {r['coverage_95']:.3f} | "
-                     f"{r['width_80']:.3f} |")  # fmt: skip
+        lines.append(
+            f"| {r['name']} | `{r['flags']}` | {r['cpu_s']:.0f} | "
+            f"{r['scaled_crps']:.4f} | {r['coverage_80']:.3f} | {r['coverage_95']:.3f} | "
+            f"{r['width_80']:.3f} |"
+        )
     out = REPO / "benchmarks" / "results" / "demand_select.md"
     out.write_text("\n".join(lines) + "\n")
     print(out.read_text())

@@ -33,7 +33,14 @@ from gan.demand.data import (
     make_windows,
     synthetic_stores,
 )
-from gan.demand.model import Critic, Detector, Generator, ModelConfig, energy_score
+from gan.demand.model import (
+    Critic,
+    Detector,
+    Generator,
+    ModelConfig,
+    energy_score,
+    marginal_crps,
+)
 from gan.distributed import DistInfo
 from gan.loop import Family, trainer
 
@@ -53,16 +60,22 @@ class TrainConfig(FlatConfig):
     beta1: float = option(0.5, "Adam beta1")
     beta2: float = option(0.9, "Adam beta2")
     adv_weight: float = option(0.1, "weight of the adversarial loss beside the energy score")
+    crps_weight: float = option(0.0, "weight of the weeks' marginal CRPS beside the energy score")
     holdout: int = option(1, "1: train on weeks before the 26-week backtest; 0: on every week")
-    val_fold: int = option(0, "k in 1..5: leave out stores with (store - 1) % 5 == k - 1 (model "
-                           "selection on unseen stores); 0: train on every store")
+    val_fold: int = option(
+        0,
+        "k in 1..5: leave out stores with (store - 1) % 5 == k - 1 (model "
+        "selection on unseen stores); 0: train on every store",
+    )
     cond_noise: float = option(0.0, "std of Gaussian noise on the standardised condition")
     weight_decay: float = option(0.0, "Adam weight decay of the generator")
     ema_decay: float = option(0.995, "decay of the generator weight average used for samples")
     checkpoint_every: int = option(500, "steps between checkpoints (and one at the end)")
     sample_every: int = option(500, "steps between OUT/samples/latest.png fan charts")
     log_every: int = option(50, "steps between lines in OUT/metrics.jsonl")
-    num_threads: int = option(1, "torch CPU threads (0: one per core); these MLPs run fastest on one")
+    num_threads: int = option(
+        1, "torch CPU threads (0: one per core); these MLPs run fastest on one"
+    )
     nz: int = option(16, "latent size")
     width: int = option(128, "width of the residual MLPs")
     depth: int = option(3, "residual blocks of the generator")
@@ -208,15 +221,17 @@ class DemandGAN(Family):
         optims["optim_det"].step()
         # (2) update G: energy score of the K paths + the non-saturating adversarial loss
         energy = energy_score(fake, y)
+        crps = marginal_crps(fake, y) if cfg.crps_weight else torch.zeros(())
         adv = critic(cond.repeat_interleave(k, 0), fake.reshape(b * k, -1))
         loss_adv = F.binary_cross_entropy_with_logits(adv, torch.ones_like(adv))
         optims["optim_g"].zero_grad(set_to_none=True)
-        (energy + cfg.adv_weight * loss_adv).backward()
+        (energy + cfg.crps_weight * crps + cfg.adv_weight * loss_adv).backward()
         optims["optim_g"].step()
         d_acc = ((out_real > 0).float().mean() + (out_fake < 0).float().mean()) / 2
         det_acc = ((d_real > 0).float().mean() + (d_neg < 0).float().mean()) / 2
         return {
             "energy": energy.item(),
+            "crps": crps.item(),
             "loss_adv": loss_adv.item(),
             "loss_c": loss_c.item(),
             "d_acc": d_acc.item(),

@@ -86,8 +86,15 @@ def _shifted(days: int) -> list[str]:
     ],
 )
 def test_bad_requests_say_what_is_allowed(kwargs, message):
-    args = {"dates": D, "sales": S, "horizon": 4, "paths": 100, "holidays": None,
-            "receipts": None, **kwargs}  # fmt: skip
+    args = {
+        "dates": D,
+        "sales": S,
+        "horizon": 4,
+        "paths": 100,
+        "holidays": None,
+        "receipts": None,
+        **kwargs,
+    }
     with pytest.raises(InvalidInput, match=message):
         forecast_request(LAYOUT, **args)
 

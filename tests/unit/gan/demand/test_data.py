@@ -62,8 +62,13 @@ def test_history_out_of_order_is_refused():
 
 
 def test_calendar_marks_the_week_before_christmas_and_moving_holidays():
-    dates = [dt.date(2010, 12, 17), dt.date(2010, 12, 24), dt.date(2010, 12, 31),
-             dt.date(2011, 11, 25), dt.date(2012, 11, 23)]  # fmt: skip
+    dates = [
+        dt.date(2010, 12, 17),
+        dt.date(2010, 12, 24),
+        dt.date(2010, 12, 31),
+        dt.date(2011, 11, 25),
+        dt.date(2012, 11, 23),
+    ]
     cal = dict(zip(demand.CALENDAR, demand.week_calendar(dates).T, strict=True))
     assert cal["pre_christmas_2"].tolist() == [1, 0, 0, 0, 0]
     assert cal["pre_christmas"].tolist() == [0, 1, 0, 0, 0]

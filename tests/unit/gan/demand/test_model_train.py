@@ -24,8 +24,18 @@ from gan.demand.data import synthetic_stores, write_csv
 from gan.demand.model import Generator, ModelConfig, energy_score
 from tests.unit.gan.test_products_train import assert_same_tensors
 
-TINY = TrainConfig(steps=4, batch_size=16, paths=4, width=16, depth=1, nz=4, log_every=1,
-                   sample_every=2, checkpoint_every=2, num_threads=1)  # fmt: skip
+TINY = TrainConfig(
+    steps=4,
+    batch_size=16,
+    paths=4,
+    width=16,
+    depth=1,
+    nz=4,
+    log_every=1,
+    sample_every=2,
+    checkpoint_every=2,
+    num_threads=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +56,9 @@ def test_energy_score_matches_its_definition():
     want = []
     for b in range(3):
         fit = np.mean([np.linalg.norm(x[b, i] - y[b]) for i in range(5)])
-        spread = np.mean([np.linalg.norm(x[b, i] - x[b, j]) for i in range(5) for j in range(5)
-                          if i != j])  # fmt: skip
+        spread = np.mean(
+            [np.linalg.norm(x[b, i] - x[b, j]) for i in range(5) for j in range(5) if i != j]
+        )
         want.append(fit - 0.5 * spread)
     assert energy_score(x, y).item() == pytest.approx(np.mean(want), abs=1e-4)
     # a proper scoring rule: the true distribution beats a collapsed one
@@ -83,8 +94,12 @@ def test_same_seed_same_weights_and_resume_is_exact(tiny_ckpt, data_dir, tmp_pat
     a, b = torch.load(tiny_ckpt, weights_only=True), torch.load(again, weights_only=True)
     for key in ("generator", "generator_ema", "critic", "detector"):
         assert_same_tensors(a[key], b[key])
-    half = train(TrainConfig(**{**TINY.to_dict(), "steps": 2}), tmp_path / "half",
-                 data_dir=data_dir, progress=False)  # fmt: skip
+    half = train(
+        TrainConfig(**{**TINY.to_dict(), "steps": 2}),
+        tmp_path / "half",
+        data_dir=data_dir,
+        progress=False,
+    )
     resumed = train(TINY, tmp_path / "half", data_dir=data_dir, resume=half, progress=False)
     c = torch.load(resumed, weights_only=True)
     for key in ("generator", "generator_ema", "critic", "detector"):
@@ -126,9 +141,19 @@ def test_calibration_inputs_are_real_and_generated_windows(tiny_ckpt, data_dir):
 
 
 def test_write_samples_draws_a_fan_chart(tiny_ckpt, data_dir, tmp_path):
-    msg = gan.demand.write_samples(tiny_ckpt, tmp_path / "fan", count=30, seed=1,
-                                   conditions={"store": "2", "data": str(data_dir)})  # fmt: skip
+    msg = gan.demand.write_samples(
+        tiny_ckpt,
+        tmp_path / "fan",
+        count=30,
+        seed=1,
+        conditions={"store": "2", "data": str(data_dir)},
+    )
     assert (tmp_path / "fan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "store 2" in msg
     with pytest.raises(ValueError, match="store 9"):
-        gan.demand.write_samples(tiny_ckpt, tmp_path / "x.png", count=3, seed=1,
-                                 conditions={"store": "9", "data": str(data_dir)})  # fmt: skip
+        gan.demand.write_samples(
+            tiny_ckpt,
+            tmp_path / "x.png",
+            count=3,
+            seed=1,
+            conditions={"store": "9", "data": str(data_dir)},
+        )
