@@ -3,11 +3,12 @@
 1. ``ecomgan train --family demand`` with the default config (``holdout=1``: weeks before the
    26-week backtest only), its CPU time (user + system of the process) measured;
 2. ``ecomgan evaluate --family demand`` on it: 45 stores x 26 weekly origins, 1,000 paths,
-   against the baselines in the same run;
+   against the baselines in the same run, and an ablation trained without the adversarial
+   term (``--adv-weight 0``, row "GAN no-critic");
 3. ``benchmarks/results/demand.md``: the table, the targets, training CPU time, the machine
    and its load average; the reliability diagram and fan charts go to ``docs/demand/``.
 
-    python benchmarks/demand_backtest.py [--out runs/demand_backtest] [--skip-train]
+    python -m benchmarks.demand_backtest [--out runs/demand_backtest] [--skip-train]
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ REPO = Path(__file__).resolve().parents[1]
 def cli(*args: str) -> float:
     """Run ``ecomgan ...``; return its CPU seconds (user + system)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, "-m", "ecomgan.cli", *args], check=True, cwd=REPO,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "ecomgan.cli", *args],
+        check=True,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
@@ -44,10 +49,21 @@ def main() -> int:
     run, report = args.out / "run", args.out / "report"
     load_start = os.getloadavg()
     cpu = None
+    ablation = args.out / "no-critic"
     if not args.skip_train:
         cpu = cli("train", "--family", "demand", "--out", str(run))
-    cli("evaluate", "--family", "demand", "--checkpoint", str(run / "checkpoint.pt"),
-        "--out", str(report))  # fmt: skip
+        cli("train", "--family", "demand", "--adv-weight", "0", "--out", str(ablation))
+    cli(
+        "evaluate",
+        "--family",
+        "demand",
+        "--checkpoint",
+        str(run / "checkpoint.pt"),
+        "--compare",
+        f"no-critic={ablation / 'checkpoint.pt'}",
+        "--out",
+        str(report),
+    )
     load_end = os.getloadavg()
     doc = json.loads((report / "report.json").read_text())
     tg, fid = doc["targets"], doc["fidelity"]
@@ -80,7 +96,7 @@ def main() -> int:
         f"{tg['brier_ok']} |",
         f"| discriminative score | <= 0.10 | {fid['discriminative_score']:.3f} | "
         f"{tg['discriminative_ok']} |",
-        f"| training CPU time | <= 15 min | "
+        "| training CPU time | <= 15 min | "
         + (f"{cpu / 60:.1f} min | {cpu <= 900} |" if cpu is not None else "not measured | |"),
         "",
         f"Predictive score (MAE, TSTR): {fid['predictive_tstr_mae']:.4f} vs "

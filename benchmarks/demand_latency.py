@@ -5,7 +5,7 @@ warms it up, then runs ``--clients`` closed-loop clients (aiohttp, as ``benchmar
 for ``--seconds`` and reports p50/p90/p99 latency and throughput (``LevelResult.summary``),
 with the machine and its load average. Writes ``benchmarks/results/demand_latency.json``.
 
-    python benchmarks/demand_latency.py [--clients 16] [--seconds 30] [--paths 1000]
+    python -m benchmarks.demand_latency [--clients 16] [--seconds 30] [--paths 1000]
 """
 
 from __future__ import annotations
@@ -66,8 +66,13 @@ def main() -> int:
         asyncio.run(drive(url, 4, 3.0, args.paths))  # warm-up: sessions, batcher, caches
         load_before = os.getloadavg()
         summary = asyncio.run(drive(url, args.clients, args.seconds, args.paths)).summary()
-    doc = {"machine": machine(), "load_average_before": load_before,
-           "load_average_after": os.getloadavg(), "paths": args.paths, **summary}  # fmt: skip
+    doc = {
+        "machine": machine(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "paths": args.paths,
+        **summary,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "demand_latency.json").write_text(json.dumps(doc, indent=1) + "\n")
     print(json.dumps(doc, indent=1))

@@ -222,7 +222,6 @@ def evaluate_checkpoint(request: EvaluateRequest) -> str:
     extra = [
         flag
         for flag, v in (
-            ("--compare", request.compare),
             ("--classifier", request.classifier),
             ("--detector", request.detector),
         )
@@ -237,6 +236,7 @@ def evaluate_checkpoint(request: EvaluateRequest) -> str:
         n_paths=request.samples,
         seed=request.seed,
         quick=request.quick,
+        compare=dict(request.compare),
     )
     report = (request.out / "report.md").read_text()
     return f"{report}\nreport in {request.out}/ (report.json, report.md, PNGs)"

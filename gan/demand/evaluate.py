@@ -64,12 +64,12 @@ def climatology(stores: dict, ids: list[int], last_week: int) -> dict[float, flo
 
 
 def backtest(
-    net_g, layout, stores: dict, ids: list[int], origins: list[int], n: int, seed: int
+    gans: dict, layout, stores: dict, ids: list[int], origins: list[int], n: int, seed: int
 ) -> dict[str, Any]:
     """Paths of every method at every (store, origin), reduced to scores."""
     horizon, last = layout.horizon, min(len(stores[s]["sales"]) for s in ids) - 1
     first = last - BACKTEST_WEEKS
-    methods = {OURS: None, **BASELINES}
+    methods = {**gans, **BASELINES}
     points = {m: {"paths": [], "y": [], "scale": [], "h": []} for m in methods}
     events: dict[str, list] = {m: [] for m in methods}
     seconds = dict.fromkeys(methods, 0.0)
@@ -82,9 +82,9 @@ def backtest(
             for m, fn in methods.items():
                 t0 = time.perf_counter()
                 rng = np.random.Generator(np.random.PCG64([seed, s, t]))
-                if fn is None:
+                if m in gans:
                     paths = sample_paths(
-                        net_g, stores[s], layout, n, seed * 100_003 + s * 1000 + t, upto=t
+                        fn, stores[s], layout, n, seed * 100_003 + s * 1000 + t, upto=t
                     )
                 else:
                     paths = fn(sales, t, horizon, n, rng)
@@ -149,6 +149,7 @@ def evaluate(
     n_paths: int | None = None,
     seed: int = 1,
     quick: bool = False,
+    compare: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
     """Run the backtest and write ``report.json``, ``report.md`` and the PNGs into ``out``.
 
@@ -159,6 +160,8 @@ def evaluate(
         n_paths: Paths per forecast (default 1000; quick 100).
         seed: Seed of the paths and the fidelity classifiers.
         quick: 3 stores, every third origin, 100 paths, short classifiers (a smoke run).
+        compare: Name -> checkpoint of more demand generators scored beside it (as
+            "GAN <name>"; e.g. an ablation).
     """
     from gan.demand.report import write_report
 
@@ -168,6 +171,7 @@ def evaluate(
     stores, sha = load(data_dir)
     cfg, nets, ckpt = load_checkpoint(checkpoint)
     layout, net_g = cfg.layout(), nets["generator"]
+    others = {f"GAN {k}": load_checkpoint(v)[1]["generator"] for k, v in (compare or {}).items()}
     ids = sorted(stores)[:3] if quick else sorted(stores)
     last = min(len(stores[s]["sales"]) for s in ids) - 1
     first = last - BACKTEST_WEEKS
@@ -185,7 +189,7 @@ def evaluate(
         "first_origin_week": first,
         "model_trained_until_week": int(ckpt["last_week"]),
         "honest": int(ckpt["last_week"]) <= first,
-        **backtest(net_g, layout, stores, ids, origins, n, seed),
+        **backtest({OURS: net_g, **others}, layout, stores, ids, origins, n, seed),
         "fidelity": fidelity(net_g, layout, stores, ids, first, seed, 300 if quick else 1500),
     }
     report["targets"] = targets(report)
@@ -200,7 +204,7 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
     """The issue's targets against this run's numbers."""
     m = report["methods"]
     ours = m[OURS]
-    base = {k: v for k, v in m.items() if k != OURS}
+    base = {k: v for k, v in m.items() if not k.startswith("GAN")}
     best_crps = min(v["scaled_crps"] for v in base.values())
     best_bss = max(v["brier_skill"] for v in base.values())
     disc = report["fidelity"]["discriminative_score"]

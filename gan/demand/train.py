@@ -52,14 +52,14 @@ class TrainConfig(FlatConfig):
     """Every setting of a training run; flat so that the CLI can turn fields into flags."""
 
     seed: int = option(0, "seed for weights, minibatches and noise")
-    steps: int = option(2000, "total generator updates")
+    steps: int = option(1000, "total generator updates")
     batch_size: int = option(128, "windows per minibatch")
     paths: int = option(8, "scenario paths per window in a step (energy score needs >= 2)")
     lr_g: float = option(5e-4, "generator Adam learning rate")
     lr_d: float = option(2e-4, "critic and detector Adam learning rate")
     beta1: float = option(0.5, "Adam beta1")
     beta2: float = option(0.9, "Adam beta2")
-    adv_weight: float = option(0.1, "weight of the adversarial loss beside the energy score")
+    adv_weight: float = option(0.01, "weight of the adversarial loss beside the energy score")
     crps_weight: float = option(0.0, "weight of the weeks' marginal CRPS beside the energy score")
     holdout: int = option(1, "1: train on weeks before the 26-week backtest; 0: on every week")
     val_fold: int = option(
@@ -67,7 +67,7 @@ class TrainConfig(FlatConfig):
         "k in 1..5: leave out stores with (store - 1) % 5 == k - 1 (model "
         "selection on unseen stores); 0: train on every store",
     )
-    cond_noise: float = option(0.0, "std of Gaussian noise on the standardised condition")
+    cond_noise: float = option(0.5, "std of Gaussian noise on the standardised condition")
     weight_decay: float = option(0.0, "Adam weight decay of the generator")
     ema_decay: float = option(0.995, "decay of the generator weight average used for samples")
     checkpoint_every: int = option(500, "steps between checkpoints (and one at the end)")
@@ -77,8 +77,8 @@ class TrainConfig(FlatConfig):
         1, "torch CPU threads (0: one per core); these MLPs run fastest on one"
     )
     nz: int = option(16, "latent size")
-    width: int = option(128, "width of the residual MLPs")
-    depth: int = option(3, "residual blocks of the generator")
+    width: int = option(64, "width of the residual MLPs")
+    depth: int = option(1, "residual blocks of the generator")
     horizon: int = option(8, "H: weeks the generator forecasts")
     context: int = option(12, "past weeks in the condition")
 
