@@ -54,7 +54,8 @@ class Layout:
         horizon: H, the weeks the generator forecasts.
         context: Past weeks in the condition.
         lag: Seasonal lag in weeks (52).
-        lag_pad: Weeks before the forecast's in the lag window (the year-earlier context).
+        lag_pad: Weeks before the forecast's in the lag window (the year-earlier context; at
+            least ``level_weeks``, for the year-over-year level ratio).
         level_weeks: Weeks whose mean sales is the level everything is scaled by.
         window: Weeks the detector scores (the last ``window`` of a history).
     """
@@ -62,7 +63,7 @@ class Layout:
     horizon: int = 8
     context: int = 12
     lag: int = 52
-    lag_pad: int = 4
+    lag_pad: int = 8
     level_weeks: int = 8
     window: int = 20
 

@@ -37,9 +37,9 @@ MAX_WEEKS = 520
 SEED_HEADER = "X-Ecomgan-Seed"
 
 
-def _example_history(weeks: int = 60) -> dict[str, list]:
+def _example_history(weeks: int = 70) -> dict[str, list]:
     """A made-up store (a seasonal curve with a December peak), not data from the file."""
-    start = dt.date(2011, 2, 4)
+    start = dt.date(2010, 11, 26)
     dates = [start + dt.timedelta(weeks=i) for i in range(weeks)]
     cal = demand.week_calendar(dates)
     sales = 1.2e6 * (
@@ -335,7 +335,7 @@ class DemandAPI(FamilyAPI):
         """Demand scenario paths for the weeks after a store's history, and their 5..95%
         quantiles per week; same history, seed and paths -> same answer.
 
-        The history needs at least 56 consecutive weeks (the same weeks one year earlier are
+        The history needs at least 60 consecutive weeks (the same weeks one year earlier are
         part of the condition)."""
         body = {
             "dates": dates,

@@ -166,6 +166,7 @@ def evaluate(
     from gan.demand.report import write_report
 
     t0 = time.perf_counter()
+    torch.set_num_threads(1)  # small MLPs: a second thread only contends for a shared core
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stores, sha = load(data_dir)

@@ -28,6 +28,7 @@ class ModelConfig:
     horizon: int
     window_dim: int
     lag_start: int
+    level_weeks: int = 8
     width: int = 128
     depth: int = 3
 
@@ -55,9 +56,9 @@ def _mlp(in_dim: int, width: int, depth: int, out_dim: int) -> nn.Sequential:
 class Scaled(nn.Module):
     """Holds the condition's and the targets' mean and std as buffers (saved, exported).
 
-    The target is modelled as the same week a year earlier (its log-ratio, part of the
-    condition) plus a year-over-year change: ``y = lag + y_mean + y_std * net(...)``, so the
-    seasonal naive forecast is the networks' starting point. Condition features that are
+    The target is modelled as the level-adjusted seasonal naive forecast (`base`, computed from
+    the condition) plus a learnt change: ``y = base + y_mean + y_std * net(...)``, so the
+    baseline is the networks' starting point and they learn its error distribution. Condition features that are
     constant in training (e.g. the Christmas flags when training stops in October) get a huge
     std: the networks ignore them rather than extrapolate.
     """
@@ -65,17 +66,26 @@ class Scaled(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.lag = slice(cfg.lag_start, cfg.lag_start + cfg.horizon)
+        self.year_ago = slice(cfg.lag_start - cfg.level_weeks, cfg.lag_start)
         self.register_buffer("cond_mean", torch.zeros(cfg.cond_dim))
         self.register_buffer("cond_std", torch.ones(cfg.cond_dim))
         self.register_buffer("y_mean", torch.zeros(cfg.horizon))
         self.register_buffer("y_std", torch.ones(cfg.horizon))
+
+    def base(self, cond: torch.Tensor) -> torch.Tensor:
+        """The level-adjusted seasonal naive forecast in log-ratios, ``(B, H)``: the same weeks
+        a year earlier, scaled by the last ``level_weeks`` weeks over the same weeks a year
+        earlier. The context is scaled by its last weeks' mean (the level), so the recent
+        mean is 1 and the adjustment is ``-log(mean(exp(year-ago log-ratios)))``."""
+        year_ago = torch.exp(cond[:, self.year_ago]).mean(1, keepdim=True)  # (B, 1)
+        return cond[:, self.lag] - torch.log(year_ago)
 
     def set_scalers(self, cond: torch.Tensor, y: torch.Tensor) -> None:
         """Fit the buffers on training conditions (N, cond_dim) and targets (N, H)."""
         std = cond.std(0)
         self.cond_mean.copy_(cond.mean(0))
         self.cond_std.copy_(torch.where(std < 1e-6, torch.full_like(std, 1e6), std))
-        change = y - cond[:, self.lag]
+        change = y - self.base(cond)
         self.y_mean.copy_(change.mean(0))
         self.y_std.copy_(change.std(0).clamp_min(1e-3))
 
@@ -96,7 +106,7 @@ class Generator(Scaled):
         if eps is not None:
             c = c + eps
         change = self.y_mean + self.y_std * self.net(torch.cat([z, c], dim=1))  # (B, H)
-        return cond[:, self.lag] + change
+        return self.base(cond) + change
 
 
 class Critic(Scaled):
@@ -108,7 +118,7 @@ class Critic(Scaled):
 
     def forward(self, cond: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         c = (cond - self.cond_mean) / self.cond_std
-        change = (y - cond[:, self.lag] - self.y_mean) / self.y_std  # (B, H)
+        change = (y - self.base(cond) - self.y_mean) / self.y_std  # (B, H)
         return self.net(torch.cat([c, change], dim=1))  # (B, 1)
 
 

@@ -115,6 +115,7 @@ class TrainConfig(FlatConfig):
             lay.horizon,
             lay.window_dim,
             lay.context + lay.lag_pad,
+            lay.level_weeks,
             self.width,
             self.depth,
         )

@@ -128,7 +128,7 @@ def _shift(days: int) -> list[str]:
 
 
 BAD = [
-    ("scenarios", {"dates": D[-40:], "sales": S[-40:]}, "at least 56 consecutive weeks"),
+    ("scenarios", {"dates": D[-40:], "sales": S[-40:]}, "at least 60 consecutive weeks"),
     ("scenarios", {"dates": D[:30] + D[31:], "sales": S[:30] + S[31:]}, "missing week"),
     ("scenarios", {"dates": D[:-1] + [D[-2]], "sales": S}, "repeated"),
     ("scenarios", {"dates": D[:-2] + [D[-1], D[-2]], "sales": S}, "out of order"),

@@ -67,7 +67,7 @@ def _shifted(days: int) -> list[str]:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"dates": D[-30:], "sales": S[-30:]}, "at least 56"),
+        ({"dates": D[-30:], "sales": S[-30:]}, "at least 60"),
         ({"dates": D[:30] + D[31:], "sales": S[:30] + S[31:]}, "missing week"),
         ({"dates": D[:-1] + [D[-2]], "sales": S}, "repeated"),
         ({"dates": D[:-2] + [D[-1], D[-2]], "sales": S}, "out of order"),

@@ -114,7 +114,7 @@ def test_condition_is_context_lag_and_calendar():
     c, lay = w.cond[0], LAYOUT
     np.testing.assert_allclose(c[: lay.context], np.log(s["sales"][59:71] / level), rtol=1e-5)
     lag = c[lay.context : lay.context + lay.lag_pad + lay.horizon]
-    np.testing.assert_allclose(lag, np.log(s["sales"][15:27] / level), rtol=1e-5)
+    np.testing.assert_allclose(lag, np.log(s["sales"][11:27] / level), rtol=1e-5)
     np.testing.assert_allclose(w.y[0], np.log(s["sales"][71:79] / level), rtol=1e-5)
 
 

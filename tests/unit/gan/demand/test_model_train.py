@@ -67,25 +67,30 @@ def test_energy_score_matches_its_definition():
     assert energy_score(wide, truth[:, 0]) < energy_score(point, truth[:, 0])
 
 
-def test_generator_starts_from_the_same_weeks_a_year_earlier():
-    cfg = ModelConfig(nz=2, cond_dim=20, horizon=3, window_dim=6, lag_start=5, width=8, depth=1)
+def test_generator_starts_from_the_level_adjusted_seasonal_naive():
+    cfg = ModelConfig(
+        nz=2, cond_dim=20, horizon=3, window_dim=6, lag_start=5, level_weeks=2, width=8, depth=1
+    )
     net = Generator(cfg)
     torch.nn.init.zeros_(net.net[-1].weight)
     torch.nn.init.zeros_(net.net[-1].bias)
     cond = torch.randn(4, 20)
     out = net(torch.randn(4, 2), cond)
-    torch.testing.assert_close(out, cond[:, 5:8])
+    year_ago = torch.exp(cond[:, 3:5]).mean(1, keepdim=True)  # the level a year earlier
+    torch.testing.assert_close(out, cond[:, 5:8] - torch.log(year_ago))
 
 
 def test_unseen_constant_features_are_ignored():
-    cfg = ModelConfig(nz=2, cond_dim=4, horizon=1, window_dim=6, lag_start=0, width=8, depth=1)
+    cfg = ModelConfig(
+        nz=2, cond_dim=5, horizon=1, window_dim=6, lag_start=2, level_weeks=1, width=8, depth=1
+    )
     net = Generator(cfg)
-    cond = torch.randn(50, 4)
-    cond[:, 3] = 0.0  # e.g. a Christmas flag never set in training
-    net.set_scalers(cond, cond[:, :1] + 0.1)
+    cond = torch.randn(50, 5)
+    cond[:, 4] = 0.0  # e.g. a Christmas flag never set in training
+    net.set_scalers(cond, cond[:, 2:3] + 0.1)
     z = torch.zeros(1, 2)
     a, b = cond[:1].clone(), cond[:1].clone()
-    b[0, 3] = 1.0
+    b[0, 4] = 1.0
     torch.testing.assert_close(net(z, a), net(z, b), atol=1e-4, rtol=0)
 
 
