@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+CLIP = 3.0
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -58,9 +60,9 @@ class Scaled(nn.Module):
 
     The target is modelled as the level-adjusted seasonal naive forecast (`base`, computed from
     the condition) plus a learnt change: ``y = base + y_mean + y_std * net(...)``, so the
-    baseline is the networks' starting point and they learn its error distribution. Condition features that are
-    constant in training (e.g. the Christmas flags when training stops in October) get a huge
-    std: the networks ignore them rather than extrapolate.
+    baseline is the networks' starting point and they learn its error distribution. Condition
+    features that are constant in training (e.g. the Christmas flags when training stops in
+    October) get a huge std: the networks ignore them rather than extrapolate.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -72,6 +74,12 @@ class Scaled(nn.Module):
         self.register_buffer("y_mean", torch.zeros(cfg.horizon))
         self.register_buffer("y_std", torch.ones(cfg.horizon))
 
+    def standardise(self, cond: torch.Tensor) -> torch.Tensor:
+        """The condition in training standard deviations, clipped to +-``CLIP``: inputs far
+        outside the training range (a Christmas peak in the context of a model trained until
+        October) move the networks no further than the training data's tails."""
+        return ((cond - self.cond_mean) / self.cond_std).clamp(-CLIP, CLIP)
+
     def base(self, cond: torch.Tensor) -> torch.Tensor:
         """The level-adjusted seasonal naive forecast in log-ratios, ``(B, H)``: the same weeks
         a year earlier, scaled by the last ``level_weeks`` weeks over the same weeks a year
@@ -80,9 +88,13 @@ class Scaled(nn.Module):
         year_ago = torch.exp(cond[:, self.year_ago]).mean(1, keepdim=True)  # (B, 1)
         return cond[:, self.lag] - torch.log(year_ago)
 
-    def set_scalers(self, cond: torch.Tensor, y: torch.Tensor) -> None:
-        """Fit the buffers on training conditions (N, cond_dim) and targets (N, H)."""
+    def set_scalers(
+        self, cond: torch.Tensor, y: torch.Tensor, ignore: list[int] | tuple[int, ...] = ()
+    ) -> None:
+        """Fit the buffers on training conditions (N, cond_dim) and targets (N, H); the
+        ``ignore`` columns (and constant ones) get a huge std, so the networks ignore them."""
         std = cond.std(0)
+        std[list(ignore)] = 0.0
         self.cond_mean.copy_(cond.mean(0))
         self.cond_std.copy_(torch.where(std < 1e-6, torch.full_like(std, 1e6), std))
         change = y - self.base(cond)
@@ -102,7 +114,7 @@ class Generator(Scaled):
         self, z: torch.Tensor, cond: torch.Tensor, eps: torch.Tensor | None = None
     ) -> torch.Tensor:
         """``eps``: training-time noise added to the network's standardised condition."""
-        c = (cond - self.cond_mean) / self.cond_std  # (B, cond_dim)
+        c = self.standardise(cond)  # (B, cond_dim)
         if eps is not None:
             c = c + eps
         change = self.y_mean + self.y_std * self.net(torch.cat([z, c], dim=1))  # (B, H)
@@ -117,7 +129,7 @@ class Critic(Scaled):
         self.net = _mlp(cfg.cond_dim + cfg.horizon, cfg.width, 2, 1)
 
     def forward(self, cond: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        c = (cond - self.cond_mean) / self.cond_std
+        c = self.standardise(cond)
         change = (y - self.base(cond) - self.y_mean) / self.y_std  # (B, H)
         return self.net(torch.cat([c, change], dim=1))  # (B, 1)
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ecomgan.demand import Layout
+from ecomgan.demand import CALENDAR, Layout
 from gan.common import FlatConfig, atomic_write, option
 from gan.demand.data import (
     BACKTEST_WEEKS,
@@ -166,8 +166,17 @@ class DemandGAN(Family):
         mcfg = self.model_config(self.cfg)
         nets = {"generator": Generator(mcfg), "critic": Critic(mcfg), "detector": Detector(mcfg)}
         for key in ("generator", "critic"):
-            nets[key].set_scalers(self.cond, self.y)
+            nets[key].set_scalers(self.cond, self.y, self.unseen_season())
         return nets
+
+    def unseen_season(self) -> list[int]:
+        """The week-of-year columns of the condition when the training targets span less than
+        a year: their values in the other weeks would be extrapolation, so they are ignored."""
+        lay = self.cfg.layout()
+        if self.last_week - (lay.min_history - 1) >= lay.lag:
+            return []
+        start, k = lay.context + lay.lag_pad + lay.horizon, len(CALENDAR)
+        return [start + h * k + i for h in range(lay.horizon) for i in (0, 1)]
 
     def optimizers(self, nets: Mapping[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
         cfg, adam = self.cfg, torch.optim.Adam
