@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ecomgan.contract import EvaluateRequest
-from ecomgan.demand import Layout, condition, encoding, fan_chart, future_dates, week_calendar
+from ecomgan.demand import Layout, condition, encoding, future_dates, week_calendar
+from ecomgan.demand_chart import fan_chart
 from gan.common import describe_checkpoint, latent, load_checkpoint
 from gan.demand.data import generated_windows, make_windows
 from gan.demand.data import load as load_stores

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from ecomgan import demand
-from serving.demand import (
+from ecomgan.demand_chart import fan_chart
+from serving.demand_requests import (
     EXAMPLE_HISTORY,
     EXAMPLE_STOCKOUT,
     MAX_PATHS,
@@ -103,6 +104,6 @@ def test_fan_chart_is_a_png_with_a_stock_panel():
     paths = np.random.default_rng(1).gamma(5.0, 1e5, size=(200, 4))
     future = demand.future_dates(np.datetime64(D[-1]), 4)
     dates = np.array(D[-26:], dtype="datetime64[D]")
-    one = Image.open(io.BytesIO(demand.fan_chart(dates, np.array(S[-26:]), future, paths)))
-    two = demand.fan_chart(dates, np.array(S[-26:]), future, paths, np.full(4, 2e6))
+    one = Image.open(io.BytesIO(fan_chart(dates, np.array(S[-26:]), future, paths)))
+    two = fan_chart(dates, np.array(S[-26:]), future, paths, np.full(4, 2e6))
     assert one.format == "PNG" and Image.open(io.BytesIO(two)).height == 2 * one.height
