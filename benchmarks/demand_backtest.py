@@ -77,8 +77,8 @@ def main() -> int:
         "",
         f"Machine: {machine()}. Load average (1, 5, 15 min) at the start "
         f"{load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}, at the end "
-        f"{load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f} (another training job shared "
-        "the two cores).",
+        f"{load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f} (other jobs may share "
+        "the two cores); lscpu: 2-core Intel Xeon, family 6 model 167 (AVX-512 VNNI).",
         "",
         f"{doc['stores']} stores x {doc['origins']} weekly origins (the last "
         f"{doc['backtest_weeks']} weeks), {doc['paths']} paths per forecast, horizons 1-4; "
