@@ -4,7 +4,7 @@ Training, export, the model store, the service and both inference protocols iter
 `FAMILIES`; what each family's modules must provide is `ecomgan.contract`. Families come from
 three places, in this order:
 
-1. the built-in entries below (`products`, `shoppers`);
+1. the built-in entries below (`products`, `shoppers`, `demand`);
 2. Python entry points of the group ``ecomgan.families`` (an installed package declares
    ``[project.entry-points."ecomgan.families"] mine = "mypkg.family:FAMILY"``);
 3. ``ECOMGAN_FAMILIES``: comma-separated ``module:ATTR`` references, e.g.
@@ -64,6 +64,16 @@ BUILTIN: dict[str, Family] = {
         api="serving.shoppers:ShoppersAPI",
         shipped_dir=REPO_ROOT / "models" / "shoppers",
         # Rows are tiny (a few hundred floats): larger batches cost little latency.
+        max_batch_size={"generator": 1024, "discriminator": 1024},
+        max_latency_ms={"generator": 1000, "discriminator": 1000},
+    ),
+    "demand": Family(
+        name="demand",
+        description="weekly demand scenarios and stock-out risk from a conditional sequence GAN",
+        trainer="gan.demand",
+        api="serving.demand:DemandAPI",
+        shipped_dir=REPO_ROOT / "models" / "demand",
+        # One request sends up to 10,000 paths of a few hundred floats each.
         max_batch_size={"generator": 1024, "discriminator": 1024},
         max_latency_ms={"generator": 1000, "discriminator": 1000},
     ),
