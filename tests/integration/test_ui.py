@@ -25,6 +25,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from ecomgan.families import FAMILIES, model_names
 from gan.products.data import read_idx_gz
+from serving.ui import panel_families
 from tests.conftest import REPO, start_server, stop_server
 
 pytestmark = pytest.mark.integration
@@ -125,7 +126,7 @@ def test_ui_panels_in_chromium(server, browser, trouser_png, shots, tmp_path):
     url = server.url
     page, errors = open_ui(browser, url)
     page.wait_for_selector("#shoppers-count")
-    assert page.locator("section.panel").count() == 2
+    assert page.locator("section.panel").count() == len(panel_families())
     unlabelled = page.evaluate(
         "[...document.querySelectorAll('input, select')].filter(e => !e.labels.length).length"
     )
