@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
-        url, _, _ = stack.enter_context(contextlib.contextmanager(bento)(args.url))
+        url, _, _ = stack.enter_context(bento(args.url))
         load_before = os.getloadavg()
         result = asyncio.run(run(url, args.clients, args.seconds))
     result.update(machine=machine(), load_average_before=load_before,

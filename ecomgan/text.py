@@ -64,7 +64,8 @@ class WordTokenizer:
         """Learn the vocabulary: tokens seen ``min_count`` times or more, most frequent first
         (ties alphabetical), at most ``max_vocab`` ids including the specials."""
         counts = Counter(t for text in texts for t in words(text))
-        kept = sorted((t for t, c in counts.items() if c >= min_count), key=lambda t: (-counts[t], t))
+        kept = sorted((t for t, c in counts.items() if c >= min_count),
+                      key=lambda t: (-counts[t], t))  # fmt: skip
         return cls(SPECIALS + tuple(kept[: max_vocab - len(SPECIALS)]), max_tokens)
 
     def __post_init__(self) -> None:

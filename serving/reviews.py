@@ -188,8 +188,8 @@ class ReviewsAPI(FamilyAPI):
             seed = secrets.randbelow(2**31)
         elif not 0 <= seed < 2**63 - MAX_COUNT:
             raise InvalidInput(f"seed must be 0..2**63-{MAX_COUNT + 1}, got {seed}")
-        out = await self.gateway.infer(FAMILY.model_name("generator"),
-                                       generator_inputs(polarity, count, seed, max_tokens))  # fmt: skip
+        inputs = generator_inputs(polarity, count, seed, max_tokens)
+        out = await self.gateway.infer(FAMILY.model_name("generator"), inputs)
         body = {
             "seed": seed,
             "polarity": polarity,

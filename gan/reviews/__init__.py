@@ -4,7 +4,8 @@ polarity-conditioned review generator, on the Deceptive Opinion Spam corpus (CC 
 The torch-side family module that ``ecomgan.families`` names. ``train.py`` holds
 ``TrainConfig`` and ``train``; this file reads a checkpoint back: ``load``, ``generate``,
 ``exportables``, ``calibration_inputs``, ``describe``, ``artifacts`` (the tokenizer JSON and
-the licence note) and the optional hooks ``write_samples``, ``evaluate_checkpoint``. ``generate`` runs the same numpy sampling loop as the service
+the licence note) and the optional hooks ``write_samples`` and ``evaluate_checkpoint``.
+``generate`` runs the same numpy sampling loop as the service
 (``ecomgan.text.sample_tokens``) on the torch step, so the same seed gives the same text.
 """
 

@@ -62,7 +62,8 @@ def _detector_logits(checkpoint: Path, texts: np.ndarray) -> np.ndarray:
 
     _, tok, nets = load_checkpoint_nets(checkpoint)
     with torch.no_grad():
-        return DetectorExport(nets["discriminator"])(torch.from_numpy(tok.encode_batch(texts))).numpy()
+        ids = torch.from_numpy(tok.encode_batch(texts))
+        return DetectorExport(nets["discriminator"])(ids).numpy()
 
 
 def svm_logits(train_texts, train_y, test_texts) -> np.ndarray:

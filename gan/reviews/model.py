@@ -120,7 +120,8 @@ class Generator(nn.Module):
         for t in range(max_tokens):
             logits, hidden = self.step(token, hidden, polarity)
             logits[:, [PAD_ID, BOS_ID, UNK_ID]] = -torch.inf
-            token = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=gen)[:, 0]
+            probs = torch.softmax(logits / temperature, -1)  # (B, V)
+            token = torch.multinomial(probs, 1, generator=gen)[:, 0]
             token = torch.where(done, torch.full_like(token, PAD_ID), token)
             out[:, t] = token
             done |= token == EOS_ID

@@ -58,7 +58,8 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"generator's MLE for {cfg['mle_steps']}); CPU time of the CV: {det['cpu_s']:.0f} s. "
         "Threshold: logit 0 (argmax).",
         "",
-        "What could be keyed on: on the raw texts, 'ends with a space and a newline => truthful' scores "
+        "What could be keyed on: on the raw texts, 'ends with a space and a newline => "
+        "truthful' scores "
         f"{rule['positive']:.3f} on positive and {rule['negative']:.3f} on negative reviews; "
         "every model here sees normalised text. Words pushing the detector towards deceptive: "
         + ", ".join(keys["deceptive_words"]) + "; towards truthful: "

@@ -74,7 +74,8 @@ class TrainConfig(FlatConfig):
     def __post_init__(self) -> None:
         self.require_positive("steps", "batch_size", "d_batch", "gen_tokens", "min_count",
                               "max_tokens", "embed_dim", "bigram_buckets", "lm_embed",
-                              "lm_hidden", "checkpoint_every", "sample_every", "log_every")  # fmt: skip
+                              "lm_hidden", "checkpoint_every", "sample_every",
+                              "log_every")  # fmt: skip
         if not -1 <= self.holdout_fold < 5:
             raise ValueError(f"holdout_fold must be -1..4, got {self.holdout_fold}")
         if not 0 <= self.mle_steps <= self.steps:

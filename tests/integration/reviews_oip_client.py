@@ -56,12 +56,18 @@ def main(protocol: str, url: str) -> None:
                            ["p_deceptive", "deceptive", "logit"], mode),
             "generate": infer("reviews-generator", gen_in, ["text", "synthetic"], mode),
         }  # fmt: skip
+
+    def text(*values: bytes) -> dict:
+        return {"text": ("BYTES", np.array(values, dtype=object))}
+
     bad_cases = {
-        "not_utf8": ("reviews-discriminator", {"text": ("BYTES", np.array([b"\xff\xfe"], dtype=object))}),
-        "empty": ("reviews-discriminator", {"text": ("BYTES", np.array([b"  "], dtype=object))}),
-        "too_long": ("reviews-discriminator", {"text": ("BYTES", np.array([b"a " * 3000], dtype=object))}),
-        "polarity": ("reviews-generator", {**gen_in, "polarity": ("BYTES", np.array([b"neutral", b"positive"], dtype=object))}),
-        "max_tokens": ("reviews-generator", {**gen_in, "max_tokens": ("INT64", np.array([0, 999], dtype=np.int64))}),
+        "not_utf8": ("reviews-discriminator", text(b"\xff\xfe")),
+        "empty": ("reviews-discriminator", text(b"  ")),
+        "too_long": ("reviews-discriminator", text(b"a " * 3000)),
+        "polarity": ("reviews-generator", {**gen_in, "polarity": (
+            "BYTES", np.array([b"neutral", b"positive"], dtype=object))}),
+        "max_tokens": ("reviews-generator", {**gen_in, "max_tokens": (
+            "INT64", np.array([0, 999], dtype=np.int64))}),
     }  # fmt: skip
     result["errors"] = {}
     for name, (model, tensors) in bad_cases.items():

@@ -113,3 +113,15 @@ def test_oip_bytes_with_tritonclient(server, protocol):
                            ("polarity", "unknown polarity"), ("max_tokens", "1..300")):  # fmt: skip
         status, message = got["errors"][case]
         assert status == invalid and expected in message, (case, got["errors"][case])
+
+
+def test_sample_from_the_store_equals_the_service(server, tmp_path):
+    from tests.conftest import run_cli
+
+    out = tmp_path / "reviews.jsonl"
+    run_cli("sample", "--model", "reviews", "--condition", "polarity=negative", "--count", "3",
+            "--seed", "11", "--out", str(out), env=server.env)  # fmt: skip
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    api = post(server, "generate", {"polarity": "negative", "count": 3, "seed": 11}).json()
+    assert [r["text"] for r in rows] == [r["text"] for r in api["reviews"]]
+    assert all(r["synthetic"] is True and r["polarity"] == "negative" for r in rows)

@@ -68,7 +68,8 @@ def test_hotel_folds_keep_each_hotel_in_one_fold():
 
 
 def test_sampling_is_seeded_per_row(dry_checkpoint):
-    from gan.reviews import generate, load as load_ckpt, torch_step
+    from gan.reviews import generate, torch_step
+    from gan.reviews import load as load_ckpt
 
     cfg, tok, nets = load_ckpt(dry_checkpoint)
     step = torch_step(nets["generator"])
