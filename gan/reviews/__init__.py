@@ -160,7 +160,8 @@ def artifacts(checkpoint: Path) -> dict[str, bytes]:
 def write_samples(checkpoint: Path, out: Path | None, *, count: int, seed: int,
                   category: str | None = None, conditions: dict[str, str] | None = None
                   ) -> str:  # fmt: skip
-    """``ecomgan sample --checkpoint``: JSON lines ``{"polarity", "text", "synthetic": true}``.
+    """``ecomgan sample --checkpoint``: JSON lines ``{"polarity", "seed", "text", "synthetic":
+    true}``, as ``ecomgan sample --model`` writes them from the exported generator.
 
     ``--condition polarity=positive|negative`` (default positive).
     """
@@ -169,7 +170,8 @@ def write_samples(checkpoint: Path, out: Path | None, *, count: int, seed: int,
     polarity = _polarity(conditions)
     texts = generate(Path(checkpoint), polarity, count, seed)
     out = Path(out or "samples.jsonl")
-    lines = [json.dumps({"polarity": polarity, "text": t, "synthetic": True}) for t in texts]
+    lines = [json.dumps({"polarity": polarity, "seed": seed + i, "text": t, "synthetic": True})
+             for i, t in enumerate(texts)]  # fmt: skip
     out.write_text("\n".join(lines) + "\n")
     return f"wrote {count} synthetic reviews to {out}"
 

@@ -107,6 +107,16 @@ def test_export_parity_and_calibrated_scores(dry_checkpoint, tmp_path, monkeypat
     assert ((p > manifest["calibration"]["threshold"]) == flagged).all()
     gen = ort.InferenceSession(str(tmp_path / "out" / "generator.onnx"))
     assert [i.name for i in gen.get_inputs()] == ["hidden", "token", "polarity"]
+    # The exported step + numpy loop (what the service runs) writes what the checkpoint does.
+    from gan.reviews import write_samples
+    from serving.sampling import from_folder
+
+    family, run, nz, artifacts = from_folder(tmp_path / "out")
+    family.load_api().write_samples(run, nz, artifacts, tmp_path / "onnx.jsonl", count=4, seed=2,
+                                    category=None, conditions={"polarity": "negative"})  # fmt: skip
+    write_samples(dry_checkpoint, tmp_path / "torch.jsonl", count=4, seed=2,
+                  conditions={"polarity": "negative"})  # fmt: skip
+    assert (tmp_path / "onnx.jsonl").read_text() == (tmp_path / "torch.jsonl").read_text()
 
 
 def test_copy_metrics_and_markov_floor():
