@@ -5,7 +5,9 @@ A family is a registry entry (`Family`) naming two modules:
 - its **training module** (torch side, `Family.trainer`): the `TrainerModule` members are
   required; the `OPTIONAL_HOOKS` are optional and get the defaults of `Trainer`;
 - its **serving API class** (numpy/onnxruntime side, `Family.api`): a subclass of `FamilyAPI`
-  that defines `FamilyAPI.REQUIRED` and may override `FamilyAPI.input_ranges`.
+  that defines `FamilyAPI.REQUIRED` and may override `FamilyAPI.input_ranges`,
+  `FamilyAPI.batch_padding` and `FamilyAPI.oip_adapter` (a model whose OIP tensors are not the
+  ONNX graph's, e.g. text in and out around a tokenizer and a sampling loop).
 
 `Family.load_trainer` and `Family.load_api` import a module, check it and raise a
 `ContractError` naming every missing member and the module. The CLI, `export/` and `serving/`
@@ -204,6 +206,34 @@ def check_trainer(module: Any, ref: str, family: str) -> Trainer:
     )
 
 
+Run = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class OIPAdapter:
+    """A served model whose protocol-facing tensors differ from its ONNX graph's.
+
+    The gateway validates a request against ``inputs`` (BYTES arrive as ``str`` objects), then
+    calls ``call(inputs, run)`` in a worker thread, where ``run`` sends named ONNX inputs
+    through the model's batched backend (the same dynamic batcher or role service as any
+    request, so concurrent requests share runs) and returns its named outputs; ``call`` may run
+    it several times (a sampling loop). ``call`` returns the ``outputs`` by name, batch on axis
+    0, and raises ``ValueError`` for a request it refuses (a 400 / INVALID_ARGUMENT naming
+    what is allowed). Every protocol (the JSON routes, OIP HTTP and gRPC) sees the model as
+    ``inputs -> outputs``; the ONNX signature stays internal.
+
+    Attributes:
+        inputs: OIP tensor specs ``{"name", "datatype", "shape"}`` (-1 = any length).
+        outputs: Likewise for the outputs.
+        call: ``f(inputs, run) -> outputs`` on numpy arrays; numpy and the standard library
+            only (it runs in the service).
+    """
+
+    inputs: tuple[dict[str, Any], ...]
+    outputs: tuple[dict[str, Any], ...]
+    call: Callable[[dict[str, Any], Run], dict[str, Any]]
+
+
 class FamilyAPI:
     """Base of a family's serving API class, which the entry service mixes in.
 
@@ -233,6 +263,18 @@ class FamilyAPI:
         token sequences. Inputs without one batch only with items of the same shape. Default:
         none."""
         return {}
+
+    @staticmethod
+    def oip_adapter(role: str, metadata: dict, artifacts: Mapping[str, str]) -> OIPAdapter | None:
+        """The protocol-facing view of one role's model, or None (the default) to serve the
+        ONNX graph's own inputs and outputs.
+
+        Args:
+            role: ``generator`` or ``discriminator``.
+            metadata: The model-store metadata (config, calibration...).
+            artifacts: The family's artifacts by file name (paths), e.g. a tokenizer.
+        """
+        return None
 
     @staticmethod
     def write_samples(

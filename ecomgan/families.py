@@ -4,7 +4,7 @@ Training, export, the model store, the service and both inference protocols iter
 `FAMILIES`; what each family's modules must provide is `ecomgan.contract`. Families come from
 three places, in this order:
 
-1. the built-in entries below (`products`, `shoppers`, `demand`);
+1. the built-in entries below (`products`, `shoppers`, `demand`, `reviews`);
 2. Python entry points of the group ``ecomgan.families`` (an installed package declares
    ``[project.entry-points."ecomgan.families"] mine = "mypkg.family:FAMILY"``);
 3. ``ECOMGAN_FAMILIES``: comma-separated ``module:ATTR`` references, e.g.
@@ -76,6 +76,19 @@ BUILTIN: dict[str, Family] = {
         # One request sends up to 10,000 paths of a few hundred floats each.
         max_batch_size={"generator": 1024, "discriminator": 1024},
         max_latency_ms={"generator": 1000, "discriminator": 1000},
+    ),
+    "reviews": Family(
+        name="reviews",
+        description="fake hotel reviews: a k+1 detector trained adversarially and a "
+        "polarity-conditioned review generator (CC BY-NC-SA 3.0 data)",
+        trainer="gan.reviews",
+        api="serving.reviews:ReviewsAPI",
+        shipped_dir=REPO_ROOT / "models" / "reviews",
+        # One generator request runs up to 300 steps through the batcher: a larger queueing
+        # deadline keeps a long review from being shed half-way under load.
+        max_batch_size={"generator": 256, "discriminator": 256},
+        max_latency_ms={"generator": 3000, "discriminator": 1000},
+        classes=("negative", "positive"),
     ),
 }
 

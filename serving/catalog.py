@@ -6,6 +6,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+from ecomgan.contract import OIPAdapter
 from ecomgan.families import FAMILIES, ROLES, Family
 from serving.runtime import Signature
 from serving.settings import Settings
@@ -30,6 +31,10 @@ class ServedModel:
         input_ranges: Inclusive value ranges of integer inputs (e.g. class labels).
         artifacts: File name -> path of the family's artifacts stored with the model
             (e.g. ``transformer.json``).
+        adapter: The family's `OIPAdapter` when the protocols see other tensors than the
+            ONNX graph's (``signature`` is then the adapter's), else None.
+        onnx_signature: The ONNX graph's own inputs and outputs (what the backends run);
+            ``signature`` when there is no adapter.
     """
 
     name: str
@@ -41,6 +46,13 @@ class ServedModel:
     input_ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
     platform: str = PLATFORM
+    adapter: OIPAdapter | None = None
+    onnx_signature: Signature | None = None
+
+    @property
+    def graph_signature(self) -> Signature:
+        """What the backend runs: the ONNX signature (the served one without an adapter)."""
+        return self.onnx_signature or self.signature
 
 
 def stored_model(family: Family, role: str):
@@ -131,14 +143,23 @@ def load_catalog() -> dict[str, ServedModel]:
                 # The scores API and OIP metadata read the INT8 file's own calibration.
                 meta["calibration"] = meta["int8"]["calibration"]
             artifacts = {name: model.path_of(name) for name in meta.get("artifacts") or {}}
+            graph = Signature.from_dict(meta["io"])
+            adapter = api.oip_adapter(role, meta, artifacts)
             catalog[family.model_name(role)] = ServedModel(
                 name=family.model_name(role),
                 family=family,
                 role=role,
                 version=model.tag.version,
-                signature=Signature.from_dict(meta["io"]),
+                signature=adapted_signature(adapter) if adapter else graph,
                 metadata=meta,
                 input_ranges=api.input_ranges(role, meta),
                 artifacts=artifacts,
+                adapter=adapter,
+                onnx_signature=graph,
             )
     return catalog
+
+
+def adapted_signature(adapter: OIPAdapter) -> Signature:
+    """The protocol-facing signature an `OIPAdapter` declares."""
+    return Signature.from_dict({"inputs": list(adapter.inputs), "outputs": list(adapter.outputs)})

@@ -120,8 +120,36 @@ class Gateway:
         """
         served = self.model(name, version)
         self.validate(served, inputs)
-        out = await self.backends[served.name](inputs)
+        backend = self.backends[served.name]
+        if served.adapter is None:
+            out = await backend(inputs)
+        else:
+            out = await run_adapter(served, inputs, backend)
         return {s.name: out[s.name] for s in served.signature.outputs}
+
+
+async def run_adapter(served: ServedModel, inputs: Tensors, backend: Backend) -> Tensors:
+    """Run a model's `ecomgan.contract.OIPAdapter` in a worker thread; each ONNX run it asks
+    for goes through ``backend`` on this event loop (so it joins the dynamic batches).
+
+    Raises:
+        InvalidInput: The adapter refused the request (its ``ValueError``'s message).
+    """
+    loop = asyncio.get_running_loop()
+
+    def run(onnx_inputs: Tensors) -> Tensors:
+        return asyncio.run_coroutine_threadsafe(backend(onnx_inputs), loop).result()
+
+    try:
+        out = await asyncio.to_thread(served.adapter.call, inputs, run)
+    except InvalidInput:
+        raise
+    except ValueError as exc:
+        raise InvalidInput(f"{served.name}: {exc}") from None
+    for spec in served.signature.outputs:
+        if spec.name not in out:
+            raise RuntimeError(f"the adapter of {served.name!r} did not return {spec.name!r}")
+    return out
 
 
 class RemoteModel:
@@ -141,8 +169,9 @@ class RemoteModel:
 
         Inference here is a pure function of its inputs, so a retry cannot duplicate an effect.
         """
-        out = await self._call(to_records(self.served.signature.inputs, inputs))
-        return {s.name: out[s.name] for s in self.served.signature.outputs}
+        graph = self.served.graph_signature
+        out = await self._call(to_records(graph.inputs, inputs))
+        return {s.name: out[s.name] for s in graph.outputs}
 
     async def _call(self, records: np.ndarray) -> np.ndarray:
         import aiohttp
