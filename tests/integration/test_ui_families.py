@@ -17,6 +17,42 @@ REVIEW = ("We stayed three nights for a conference. The room was quiet, the bed 
           "the front desk let us check in early. Breakfast was pricey but good.")  # fmt: skip
 
 
+def test_reviews_panel(server, browser, shots):  # noqa: F811
+    url = server.url
+    page, errors = open_ui(browser, url)
+    page.wait_for_selector("#reviews-text")
+    page.fill("#reviews-text", REVIEW)
+    page.click("#panel-reviews form:nth-of-type(1) button[type=submit]")
+    result = page.wait_for_selector("#reviews-score-result")
+    body = httpx.post(url + "/reviews/score", json={"texts": [REVIEW]}).json()
+    assert page.locator(".p-deceptive").inner_text() == (
+        f"{100 * body['results'][0]['p_deceptive']:.1f}%"
+    )
+    assert page.locator("#reviews-score-result .decision").inner_text() == body["results"][0]["label"]
+    assert f"{100 * body['target_fpr']:.1f}% of truthful reviews" in result.inner_text()
+
+    page.select_option("#reviews-polarity", "negative")
+    page.fill("#reviews-count", "2")
+    page.fill("#reviews-seed", "5")
+    page.click("#panel-reviews form:nth-of-type(2) button[type=submit]")
+    page.wait_for_selector("#reviews-generated[data-seed='5'] blockquote")
+    generated = httpx.post(url + "/reviews/generate",
+                           json={"polarity": "negative", "count": 2, "seed": 5}).json()  # fmt: skip
+    shown = page.locator("#reviews-generated blockquote").all_inner_texts()
+    assert shown == [f"SYNTHETIC {r['text']}" for r in generated["reviews"]]
+    assert "non-commercial" in page.locator("#reviews-generated .note").inner_text()
+
+    page.locator("#panel-reviews").screenshot(path=str(shots / "reviews.png"))
+    assert errors == []  # before the refused request below, which the console reports
+
+    page.fill("#reviews-text", "   ")
+    page.click("#panel-reviews form:nth-of-type(1) button[type=submit]")
+    shown = page.wait_for_selector("#reviews-score-status .api-error").inner_text()
+    refused = httpx.post(url + "/reviews/score", json={"texts": ["   "]})
+    assert refused.status_code == 400 and shown == refused.json()["error"]
+    page.close()
+
+
 def test_demand_panel(server, browser, shots):  # noqa: F811
     url = server.url
     page, errors = open_ui(browser, url)
