@@ -28,7 +28,8 @@ def test_reviews_panel(server, browser, shots):  # noqa: F811
     assert page.locator(".p-deceptive").inner_text() == (
         f"{100 * body['results'][0]['p_deceptive']:.1f}%"
     )
-    assert page.locator("#reviews-score-result .decision").inner_text() == body["results"][0]["label"]
+    decision = page.locator("#reviews-score-result .decision").inner_text()
+    assert decision == body["results"][0]["label"]
     assert f"{100 * body['target_fpr']:.1f}% of truthful reviews" in result.inner_text()
 
     page.select_option("#reviews-polarity", "negative")
