@@ -8,7 +8,6 @@ encoding come from ``demand.json`` beside the models.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from functools import cached_property
@@ -132,16 +131,6 @@ class DemandAPI(FamilyAPI):
         with open(served.artifacts[ARTIFACT]) as f:
             return demand.read_encoding(json.load(f))
 
-    async def __run_chunks(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n, step = len(next(iter(inputs.values()))), self.limits.max_items
-        parts = await asyncio.gather(
-            *(
-                self.gateway.infer(name, {k: v[i : i + step] for k, v in inputs.items()})
-                for i in range(0, n, step)
-            )
-        )
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
     async def __paths(self, req: dict[str, Any], paths: int, seed: int | None) -> tuple[int, Any]:
         if seed is None:
             seed = secrets.randbelow(2**31)
@@ -149,7 +138,8 @@ class DemandAPI(FamilyAPI):
             raise InvalidInput(f"seed must be 0..2**63-1, got {seed}")
         served = self.gateway.model(FAMILY.model_name("generator"))
         nz = served.signature.inputs[0].item_shape[0]
-        out = await self.__run_chunks(served.name, generator_inputs(req["cond"], paths, seed, nz))
+        inputs = generator_inputs(req["cond"], paths, seed, nz)
+        out = await self.gateway.infer_chunked(served.name, inputs)
         return seed, to_paths(out["y"], req["level"], req["horizon"])
 
     async def __stockout(self, body: dict[str, Any]) -> tuple[dict, dict, np.ndarray, int]:
@@ -214,7 +204,7 @@ class DemandAPI(FamilyAPI):
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
         served = self.gateway.model(FAMILY.model_name("discriminator"))
-        logits = (await self.__run_chunks(served.name, {"x": x}))["logit"].reshape(-1)
+        logits = (await self.gateway.infer_chunked(served.name, {"x": x}))["logit"].reshape(-1)
         cal = served.metadata["calibration"]
         p_fake, flagged = apply_calibration(cal, logits)
         return {

@@ -127,6 +127,19 @@ class Gateway:
             out = await run_adapter(served, inputs, backend)
         return {s.name: out[s.name] for s in served.signature.outputs}
 
+    async def infer_chunked(
+        self, name: str, inputs: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """`infer` for a table longer than one request may be: sent as concurrent requests of
+        at most ``max_items`` rows (so they join the batches like any client's), concatenated.
+        """
+        n, step = len(next(iter(inputs.values()))), self.limits.max_items
+        parts = await asyncio.gather(
+            *(self.infer(name, {k: v[i : i + step] for k, v in inputs.items()})
+              for i in range(0, n, step))
+        )  # fmt: skip
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
 
 async def run_adapter(served: ServedModel, inputs: Tensors, backend: Backend) -> Tensors:
     """Run a model's `ecomgan.contract.OIPAdapter` in a worker thread; each ONNX run it asks

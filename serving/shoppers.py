@@ -6,7 +6,6 @@ models (`transformer.json`, read with numpy only; see `ecomgan.tabular`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import csv
 import gzip
@@ -108,17 +107,6 @@ class ShoppersAPI(FamilyAPI):
         with open(served.artifacts[TRANSFORMER_FILE]) as f:
             return TabularTransformer.from_dict(json.load(f))
 
-    async def __run_chunks(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Send a long table through the model in requests of at most `max_items` rows."""
-        n, step = len(next(iter(inputs.values()))), self.limits.max_items
-        parts = await asyncio.gather(
-            *(
-                self.gateway.infer(name, {k: v[i : i + step] for k, v in inputs.items()})
-                for i in range(0, n, step)
-            )
-        )
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
     def __plan(
         self, count: int, seed: int | None, conditions: dict[str, Any] | None
     ) -> tuple[int, dict[str, int], str, int]:
@@ -136,7 +124,7 @@ class ShoppersAPI(FamilyAPI):
     async def __rows(
         self, name: str, inputs: dict[str, np.ndarray], chosen: dict[str, int]
     ) -> dict[str, np.ndarray]:
-        out = await self.__run_chunks(name, inputs)
+        out = await self.gateway.infer_chunked(name, inputs)
         return finish_rows(self.shoppers_transformer, out["x"], chosen)
 
     async def __csv_response(
@@ -216,7 +204,7 @@ class ShoppersAPI(FamilyAPI):
         tf = self.shoppers_transformer
         x = tf.encode(self.__session_columns(sessions)).astype(np.float32)
         served = self.gateway.model(FAMILY.model_name("discriminator"))
-        logits = (await self.__run_chunks(served.name, {"x": x}))["logit"].reshape(-1)
+        logits = (await self.gateway.infer_chunked(served.name, {"x": x}))["logit"].reshape(-1)
         calibration = served.metadata["calibration"]
         p_fake, flagged = apply_calibration(calibration, logits)
         return {
