@@ -22,7 +22,6 @@ import bentoml
 import numpy as np
 from pydantic import Field
 from starlette.responses import StreamingResponse
-from tqdm import tqdm
 
 from ecomgan.calibration import apply as apply_calibration
 from ecomgan.contract import FamilyAPI
@@ -93,6 +92,8 @@ class ShoppersAPI(FamilyAPI):
         chosen = parse_conditions(tf, conditions)
         names = [c.name for c in tf.columns]
         out = out if out.suffix else out.with_suffix(".csv")
+        from tqdm import tqdm  # the CLI's dependency; the serving image does not install it
+
         with atomic_write(out) as raw, _text_sink(raw, gzipped=out.suffix == ".gz") as f, tqdm(
             total=count, unit="rows", unit_scale=True, disable=None, desc=out.name
         ) as bar:
