@@ -33,10 +33,18 @@ def fan_chart(
     draw = ImageDraw.Draw(img)
     for p, (hist, bands, line, label) in enumerate(panels):
         _panel(draw, (0, 300 * p, width, 300), hist, bands, line, label)
-        k = bands.shape[1]
-        for i, d in ((0, dates[0] if p == 0 else dates[-1]), (1, future[-1])):
-            x = 60 + (width - 72) * (i if p else (len(hist) - 1 + k * i) / (len(hist) + k - 1))
-            draw.text((min(x, width - 80), 300 * p + 280), str(d), fill="black")
+        # Dates under the axis: the first week, the forecast origin and the last forecast week
+        # (the cumulative panel starts at the origin).
+        n, k = len(hist), bands.shape[1]
+        ticks = [(0.0, dates[-1]), (1.0, future[-1])]
+        origin = (n - 1) / (n + k - 1)
+        if p == 0:
+            # The origin's date only where it does not run into the last one (a short horizon).
+            far = (width - 72) * (1.0 - origin) >= 140
+            ticks = [(0.0, dates[0]), *([(origin, dates[-1])] if far else []), (1.0, future[-1])]
+        for frac, d in ticks:
+            x = 60 + (width - 72) * frac
+            draw.text((min(x, width - 70), 300 * p + 280), str(d), fill="black")
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
