@@ -10,6 +10,12 @@ vocabulary learnt from the training reviews; words below the count threshold map
 ``encode(decode(ids)) == ids`` for every id sequence without ``<unk>``/specials (the round
 trip the tests check).
 
+The detector also reads hashed character n-grams of the words (fastText subwords, Bojanowski
+et al. 2017): ``subword_ids`` turns tokens into the set of their 3..5-character n-grams (each
+word wrapped in ``<``/``>``), hashed with CRC-32 (stable across runs and platforms) into
+``subword_buckets`` buckets, id 0 being padding. Each n-gram counts once per review (binary
+features, the analogue of sublinear term frequency).
+
 The service imports this module: it must depend on numpy and the standard library only.
 """
 
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,6 +39,19 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
 _NO_SPACE_BEFORE = set(".,!?;:)%'\"-/")
 _NO_SPACE_AFTER = set("($#-/")
 _SENTENCE_END = set(".!?")
+SUBWORD_N = (3, 5)  # character n-gram lengths, inclusive
+
+
+def subword_ids(tokens: Iterable[str], buckets: int, length: int) -> list[int]:
+    """The distinct hashed character n-grams of ``tokens``, in order of first occurrence, at
+    most ``length``: ids 1..buckets-1 (0 is padding)."""
+    seen: dict[int, None] = {}
+    for tok in tokens:
+        w = ("<" + tok + ">").encode()
+        for n in range(SUBWORD_N[0], SUBWORD_N[1] + 1):
+            for i in range(len(w) - n + 1):
+                seen[zlib.crc32(w[i : i + n]) % (buckets - 1) + 1] = None
+    return list(seen)[:length]
 
 
 def normalise(text: str) -> str:
@@ -53,20 +73,26 @@ class WordTokenizer:
     Attributes:
         vocab: Tokens by id.
         max_tokens: Cap of an encoded text (tokens beyond it are cut).
+        subword_buckets: Hashed character n-gram buckets of the detector (0: none).
+        max_subwords: Width of `subword_batch` (distinct n-grams beyond it are cut).
     """
 
     vocab: tuple[str, ...]
     max_tokens: int
+    subword_buckets: int = 0
+    max_subwords: int = 2048
 
     @classmethod
     def fit(cls, texts: Iterable[str], *, min_count: int = 2, max_vocab: int = 8000,
-            max_tokens: int = 400) -> WordTokenizer:  # fmt: skip
+            max_tokens: int = 400, subword_buckets: int = 0,
+            max_subwords: int = 2048) -> WordTokenizer:  # fmt: skip
         """Learn the vocabulary: tokens seen ``min_count`` times or more, most frequent first
         (ties alphabetical), at most ``max_vocab`` ids including the specials."""
         counts = Counter(t for text in texts for t in words(text))
         kept = sorted((t for t, c in counts.items() if c >= min_count),
                       key=lambda t: (-counts[t], t))  # fmt: skip
-        return cls(SPECIALS + tuple(kept[: max_vocab - len(SPECIALS)]), max_tokens)
+        return cls(SPECIALS + tuple(kept[: max_vocab - len(SPECIALS)]), max_tokens,
+                   subword_buckets, max_subwords)  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.vocab[: len(SPECIALS)] != SPECIALS:
@@ -98,6 +124,26 @@ class WordTokenizer:
             out[i, : len(r)] = r
         return out
 
+    def subword_batch(self, texts: Iterable[str]) -> np.ndarray:
+        """int64 (n, ``max_subwords``): each text's hashed character n-grams (of the same
+        ``max_tokens`` words `encode` reads, unknown words included), right-padded with 0."""
+        return self._pad_subwords([words(t)[: self.max_tokens] for t in texts])
+
+    def subword_batch_of_ids(self, ids: np.ndarray) -> np.ndarray:
+        """`subword_batch` of token-id rows (generated text): specials are skipped."""
+        vocab = self.vocab
+        return self._pad_subwords([[vocab[i] for i in row if i >= len(SPECIALS)]
+                                   for row in np.asarray(ids).tolist()])  # fmt: skip
+
+    def _pad_subwords(self, rows: list[list[str]]) -> np.ndarray:
+        if self.subword_buckets < 2:
+            raise ValueError("this tokenizer has no subword buckets")
+        out = np.zeros((len(rows), self.max_subwords), dtype=np.int64)
+        for i, toks in enumerate(rows):
+            r = subword_ids(toks, self.subword_buckets, self.max_subwords)
+            out[i, : len(r)] = r
+        return out
+
     def decode(self, ids: Iterable[int]) -> str:
         """Text of token ids: specials dropped, punctuation spacing and sentence capitals."""
         parts: list[str] = []
@@ -119,14 +165,17 @@ class WordTokenizer:
         return "".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "max_tokens": self.max_tokens, "vocab": list(self.vocab)}
+        return {"format": FORMAT, "max_tokens": self.max_tokens,
+                "subword_buckets": self.subword_buckets, "max_subwords": self.max_subwords,
+                "vocab": list(self.vocab)}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WordTokenizer:
         """Read `to_dict`'s document; raises ValueError on another format."""
         if d.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} document (format {d.get('format')!r})")
-        return cls(tuple(d["vocab"]), int(d["max_tokens"]))
+        return cls(tuple(d["vocab"]), int(d["max_tokens"]), int(d.get("subword_buckets", 0)),
+                   int(d.get("max_subwords", 2048)))  # fmt: skip
 
 
 Step = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]

@@ -77,7 +77,8 @@ def discriminator_call(tok: WordTokenizer, calibration: Mapping[str, Any]):
 
     def call(inputs: dict[str, np.ndarray], run: Run) -> dict[str, np.ndarray]:
         texts = check_texts(list(inputs["text"]), len(inputs["text"]))
-        logit = run({"ids": tok.encode_batch(texts)})["logit"].reshape(-1)
+        feed = {"ids": tok.encode_batch(texts), "subwords": tok.subword_batch(texts)}
+        logit = run(feed)["logit"].reshape(-1)
         p, flagged = apply_calibration(calibration, logit)
         return {"p_deceptive": p.astype(np.float32), "deceptive": flagged,
                 "logit": logit.astype(np.float32)}  # fmt: skip

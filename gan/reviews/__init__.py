@@ -99,25 +99,28 @@ def generate(checkpoint: Path, polarity: str, count: int, seed: int, *, max_toke
 
 def exportables(checkpoint: Path) -> dict[str, Exportable]:
     """The generator step ``(hidden, token, polarity) -> (logits, hidden_out)`` and the
-    detector ``ids -> logit`` (deceptive vs truthful), ready for ONNX."""
+    detector ``(ids, subwords) -> logit`` (deceptive vs truthful), ready for ONNX."""
     _, cfg, tok, nets = _read(checkpoint)
     n = 4
     hidden = torch.zeros((n, cfg.lm_hidden))
     # The parity check draws integer inputs over the range the examples span.
     token = torch.tensor([0, 2, 5, 19], dtype=torch.long)
     polarity = torch.tensor([0, 1, 0, 1], dtype=torch.long)
-    ids = torch.from_numpy(tok.encode_batch(["The room was clean.", "Awful stay!", "ok", "x"]))
+    texts = ["The room was clean.", "Awful stay!", "ok", "x"]
+    ids = torch.from_numpy(tok.encode_batch(texts))
+    sub = torch.from_numpy(tok.subword_batch(texts))
     return {
         "generator": Exportable(GeneratorStep(nets["generator"]), (hidden, token, polarity),
                                 ("hidden", "token", "polarity"), ("logits", "hidden_out")),
-        "discriminator": Exportable(DetectorExport(nets["discriminator"]), (ids,), ("ids",),
-                                    ("logit",)),
+        "discriminator": Exportable(DetectorExport(nets["discriminator"]), (ids, sub),
+                                    ("ids", "subwords"), ("logit",)),
     }  # fmt: skip
 
 
 def calibration_inputs(checkpoint: Path, n: int, seed: int, data_dir: Path | None = None
                        ) -> CalibrationInputs:  # fmt: skip
-    """Detector inputs of held-out reviews: ``((truthful ids,), (deceptive ids,))``.
+    """Detector inputs of held-out reviews: ``((truthful ids, subwords), (deceptive ids,
+    subwords))``.
 
     The reviews of the hotels of the checkpoint's ``holdout_fold`` (never trained on), at most
     ``n`` of each; the threshold is then set at the target false-positive rate on truthful
@@ -131,7 +134,7 @@ def calibration_inputs(checkpoint: Path, n: int, seed: int, data_dir: Path | Non
     for label in (0, 1):
         texts = held.text[held.deceptive == label]
         pick = np.sort(rng.choice(len(texts), size=min(n, len(texts)), replace=False))
-        out.append((tok.encode_batch(texts[pick]),))
+        out.append((tok.encode_batch(texts[pick]), tok.subword_batch(texts[pick])))
     return out[0], out[1]
 
 
@@ -142,6 +145,8 @@ def describe(checkpoint: Path) -> dict[str, Any]:
         **describe_checkpoint(ckpt, cfg, nets),
         "vocab_size": len(tok),
         "max_tokens": tok.max_tokens,
+        "subword_buckets": tok.subword_buckets,
+        "max_subwords": tok.max_subwords,
         "hidden_size": cfg.lm_hidden,
         "polarities": list(POLARITIES),
         "dataset": "Deceptive Opinion Spam v1.4 (Ott et al. 2011, 2013)",

@@ -43,7 +43,7 @@ from gan.reviews.train import TrainConfig, train
 # The CV budget: every fold trains a generator too, so it is shorter than the shipped run.
 CV_CONFIG = {"steps": 250, "mle_steps": 200}
 QUICK_CONFIG = {"steps": 4, "mle_steps": 2, "lm_hidden": 16, "lm_embed": 8, "gen_tokens": 16,
-                "bigram_buckets": 1024, "log_every": 2}  # fmt: skip
+                "bigram_buckets": 1024, "subword_buckets": 1024, "log_every": 2}  # fmt: skip
 
 
 def _scores(logit: np.ndarray, data: Reviews) -> dict[str, float]:
@@ -63,7 +63,8 @@ def _detector_logits(checkpoint: Path, texts: np.ndarray) -> np.ndarray:
     _, tok, nets = load_checkpoint_nets(checkpoint)
     with torch.no_grad():
         ids = torch.from_numpy(tok.encode_batch(texts))
-        return DetectorExport(nets["discriminator"])(ids).numpy()
+        sub = torch.from_numpy(tok.subword_batch(texts))
+        return DetectorExport(nets["discriminator"])(ids, sub).numpy()
 
 
 def svm_logits(train_texts, train_y, test_texts) -> np.ndarray:
@@ -120,8 +121,8 @@ def keys_on(data: Reviews, data_dir: Path | None, checkpoint: Path) -> dict[str,
     _, tok, nets = load_checkpoint_nets(checkpoint)
     det = nets["discriminator"]
     with torch.no_grad():
-        w = det.out.weight[1] - det.out.weight[0]  # (D,) deceptive minus truthful
-        push = (det.unigram.weight @ w).numpy()  # (V,)
+        w = det.out.weight[1] - det.out.weight[0]  # (2D,) deceptive minus truthful
+        push = (det.unigram.weight @ w[: det.cfg.embed_dim]).numpy()  # (V,) the word bag
     order = [i for i in np.argsort(push) if tok.vocab[i] not in SPECIALS]
     vocab = tok.vocab
     return {"trailing_whitespace_rule_accuracy_raw": rule,

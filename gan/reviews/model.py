@@ -1,11 +1,14 @@
 """Networks of the reviews family: a fastText-style detector and a polarity-conditioned GRU
 language model.
 
-- ``Detector`` (the served discriminator): the mean of word-unigram and hashed word-bigram
-  embeddings (fastText, Joulin et al. 2017), then a linear layer to k+1 = 3 classes:
+- ``Detector`` (the served discriminator): two bags, the mean of word-unigram and hashed
+  word-bigram embeddings (fastText, Joulin et al. 2017) and the mean of the review's distinct
+  hashed character 3..5-gram embeddings (fastText subwords, Bojanowski et al. 2017; character
+  n-grams as features on this corpus: Ott et al. 2011), concatenated, then a linear layer to
+  k+1 = 3 classes:
   truthful, deceptive, generated, as in the semi-supervised GAN discriminator (Salimans et al.
   2016; spamGAN, Stanton & Irissappane 2019; GAN-BERT, Croce et al. 2020). ``DetectorExport``
-  is what ONNX gets: ids -> the deceptive-vs-truthful logit.
+  is what ONNX gets: (ids, subwords) -> the deceptive-vs-truthful logit.
 - ``Generator``: a GRU language model conditioned on polarity, trained by MLE then SeqGAN-style
   policy gradient (Yu et al. 2017). ``GeneratorStep`` is its one-token step for ONNX; the
   sampling loop runs in numpy (``ecomgan.text.sample_tokens``).
@@ -35,23 +38,28 @@ class ModelConfig:
     lm_embed: int = 96
     lm_hidden: int = 192
     dropout: float = 0.3
+    subword_buckets: int = 131072  # 0: no character n-gram bag
 
 
 class Detector(nn.Module):
-    """ids (B, L) int64, right-padded with ``<pad>`` -> class logits (B, 3)."""
+    """ids (B, L) int64, right-padded with ``<pad>``, and subwords (B, S) int64 hashed
+    character n-grams (``WordTokenizer.subword_batch``), right-padded with 0 -> class logits
+    (B, 3)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.unigram = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
         self.bigram = nn.Embedding(cfg.bigram_buckets, cfg.embed_dim)
+        self.subword = nn.Embedding(max(cfg.subword_buckets, 1), cfg.embed_dim)
         self.drop = nn.Dropout(cfg.dropout)
-        self.out = nn.Linear(cfg.embed_dim, N_CLASSES)
-        nn.init.uniform_(self.unigram.weight, -0.05, 0.05)
-        nn.init.uniform_(self.bigram.weight, -0.05, 0.05)
+        bags = 2 if cfg.subword_buckets else 1
+        self.out = nn.Linear(bags * cfg.embed_dim, N_CLASSES)
+        for emb in (self.unigram, self.bigram, self.subword):
+            nn.init.uniform_(emb.weight, -0.05, 0.05)
 
-    def features(self, ids: torch.Tensor) -> torch.Tensor:
-        """The pooled n-gram embedding (B, D)."""
+    def word_features(self, ids: torch.Tensor) -> torch.Tensor:
+        """The pooled word n-gram embedding (B, D)."""
         mask = (ids != PAD_ID).to(torch.float32)  # (B, L)
         pair = ids[:, :-1] * self.cfg.vocab_size + ids[:, 1:]  # (B, L-1)
         bucket = torch.remainder(pair * 2654435761, self.cfg.bigram_buckets)
@@ -61,19 +69,30 @@ class Detector(nn.Module):
         count = (mask.sum(1) + bmask.sum(1)).clamp(min=1.0).unsqueeze(-1)  # (B, 1)
         return total / count
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.out(self.drop(self.features(ids)))  # (B, 3)
+    def features(self, ids: torch.Tensor, subwords: torch.Tensor) -> torch.Tensor:
+        """Both bags: (B, 2D), or (B, D) without subword buckets."""
+        words = self.word_features(ids)  # (B, D)
+        if not self.cfg.subword_buckets:
+            return words
+        smask = (subwords != 0).to(torch.float32)  # (B, S)
+        sub = (self.subword(subwords) * smask.unsqueeze(-1)).sum(1)  # (B, D)
+        sub = sub / smask.sum(1).clamp(min=1.0).unsqueeze(-1)
+        return torch.cat([words, sub], 1)
+
+    def forward(self, ids: torch.Tensor, subwords: torch.Tensor) -> torch.Tensor:
+        return self.out(self.drop(self.features(ids, subwords)))  # (B, 3)
 
 
 class DetectorExport(nn.Module):
-    """The served discriminator: ids (B, L) -> logit (B,) = log p(deceptive) - log p(truthful)."""
+    """The served discriminator: ids (B, L), subwords (B, S) -> logit (B,) = log p(deceptive)
+    - log p(truthful)."""
 
     def __init__(self, detector: Detector) -> None:
         super().__init__()
         self.detector = detector
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        logits = self.detector(ids)  # (B, 3)
+    def forward(self, ids: torch.Tensor, subwords: torch.Tensor) -> torch.Tensor:
+        logits = self.detector(ids, subwords)  # (B, 3)
         return logits[:, 1] - logits[:, 0]
 
 

@@ -62,6 +62,8 @@ class TrainConfig(FlatConfig):
     max_tokens: int = option(400, "tokenizer: tokens the detector reads per review")
     embed_dim: int = option(16, "detector n-gram embedding size")
     bigram_buckets: int = option(65536, "detector hashed-bigram buckets")
+    subword_buckets: int = option(131072, "detector hashed character 3..5-gram buckets")
+    max_subwords: int = option(2048, "distinct character n-grams the detector reads per review")
     lm_embed: int = option(96, "generator token embedding size")
     lm_hidden: int = option(192, "generator GRU size")
     dropout: float = option(0.3, "dropout of both networks")
@@ -73,17 +75,21 @@ class TrainConfig(FlatConfig):
 
     def __post_init__(self) -> None:
         self.require_positive("steps", "batch_size", "d_batch", "gen_tokens", "min_count",
-                              "max_tokens", "embed_dim", "bigram_buckets", "lm_embed",
+                              "max_tokens", "embed_dim", "bigram_buckets", "max_subwords",
+                              "lm_embed",
                               "lm_hidden", "checkpoint_every", "sample_every",
                               "log_every")  # fmt: skip
         if not -1 <= self.holdout_fold < 5:
             raise ValueError(f"holdout_fold must be -1..4, got {self.holdout_fold}")
         if not 0 <= self.mle_steps <= self.steps:
             raise ValueError(f"mle_steps must be 0..steps, got {self.mle_steps}")
+        if self.subword_buckets < 2:
+            raise ValueError(f"subword_buckets must be >= 2, got {self.subword_buckets}")
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         return ModelConfig(vocab_size, self.max_tokens, self.embed_dim, self.bigram_buckets,
-                           self.lm_embed, self.lm_hidden, self.dropout)  # fmt: skip
+                           self.lm_embed, self.lm_hidden, self.dropout,
+                           self.subword_buckets)  # fmt: skip
 
 
 def training_rows(data: Reviews, holdout_fold: int) -> Reviews:
@@ -130,9 +136,12 @@ class ReviewsGAN(Family):
             self.tokenizer = WordTokenizer.from_dict(ckpt["tokenizer"])
         else:
             self.tokenizer = WordTokenizer.fit(self.train_rows.text, min_count=cfg.min_count,
-                                               max_tokens=cfg.max_tokens)  # fmt: skip
+                                               max_tokens=cfg.max_tokens,
+                                               subword_buckets=cfg.subword_buckets,
+                                               max_subwords=cfg.max_subwords)  # fmt: skip
         tok = self.tokenizer
         self.det_ids = torch.from_numpy(tok.encode_batch(self.train_rows.text))  # (N, L)
+        self.det_sub = torch.from_numpy(tok.subword_batch(self.train_rows.text))  # (N, S)
         self.lm_ids = lm_batch(tok, self.train_rows.text, cfg.gen_tokens)  # (N, T+2)
         self.labels = torch.from_numpy(self.train_rows.deceptive)
         self.polarity = torch.from_numpy(self.train_rows.polarity)
@@ -165,7 +174,7 @@ class ReviewsGAN(Family):
 
         # (1) update D: k+1 cross-entropy on real reviews (+ generated ones)
         pick = torch.randint(n, (cfg.d_batch,), generator=gen)
-        ids, y = self.det_ids[pick], self.labels[pick]
+        ids, sub, y = self.det_ids[pick], self.det_sub[pick], self.labels[pick]
         fake = None
         if adv:
             pol = torch.randint(2, (cfg.batch_size,), generator=gen)
@@ -174,9 +183,10 @@ class ReviewsGAN(Family):
                 fake = net_g.sample(pol, cfg.gen_tokens, gen, cfg.temperature)  # (B, T)
             net_g.train()
             fake_ids = _detector_ids(fake, cfg.max_tokens)
-            ids = torch.cat([ids, fake_ids])
+            fake_sub = self._subwords(fake_ids)
+            ids, sub = torch.cat([ids, fake_ids]), torch.cat([sub, fake_sub])
             y = torch.cat([y, torch.full((len(fake),), GENERATED)])
-        logits = net_d(ids)  # (B, 3)
+        logits = net_d(ids, sub)  # (B, 3)
         loss_d = F.cross_entropy(logits, y)
         optims["optim_d"].zero_grad(set_to_none=True)
         loss_d.backward()
@@ -195,7 +205,7 @@ class ReviewsGAN(Family):
                 group["lr"] = cfg.lr_pg
             net_d.eval()
             with torch.no_grad():
-                p = torch.log_softmax(net_d(_detector_ids(fake, cfg.max_tokens)), 1)
+                p = torch.log_softmax(net_d(fake_ids, fake_sub), 1)
                 reward = torch.log1p(-p[:, GENERATED].exp().clamp(max=1 - 1e-6))  # (B,)
             net_d.train()
             seq = torch.cat([torch.full((len(fake), 1), BOS_ID), fake], 1)
@@ -209,6 +219,11 @@ class ReviewsGAN(Family):
         optims["optim_g"].step()
         m["mle"] = float(loss_mle.detach())
         return m
+
+    def _subwords(self, ids: torch.Tensor) -> torch.Tensor:
+        """Hashed character n-grams of generated token ids, as the service computes them from
+        the decoded text's words."""
+        return torch.from_numpy(self.tokenizer.subword_batch_of_ids(ids.numpy()))
 
     def items_per_step(self) -> int:
         return self.cfg.batch_size + self.cfg.d_batch

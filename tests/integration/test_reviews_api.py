@@ -37,7 +37,8 @@ def test_score_equals_onnx_plus_calibration(server):
     cal = manifest["calibration"]
     tok = WordTokenizer.from_dict(json.loads((SHIPPED / "tokenizer.json").read_text()))
     sess = ort.InferenceSession(str(SHIPPED / "discriminator.onnx"))
-    logit = sess.run(["logit"], {"ids": tok.encode_batch(TEXTS)})[0]
+    feed = {"ids": tok.encode_batch(TEXTS), "subwords": tok.subword_batch(TEXTS)}
+    logit = sess.run(["logit"], feed)[0]
     p, flagged = apply_calibration(cal, logit)
     assert body["threshold"] == cal["threshold"] and body["target_fpr"] == cal["target_fpr"]
     for res, pi, fi, li in zip(body["results"], p, flagged, logit, strict=True):

@@ -12,7 +12,15 @@ import pytest
 import torch
 
 from ecomgan.calibration import apply as apply_calibration
-from ecomgan.text import EOS_ID, SPECIALS, WordTokenizer, normalise, sample_tokens, words
+from ecomgan.text import (
+    EOS_ID,
+    SPECIALS,
+    WordTokenizer,
+    normalise,
+    sample_tokens,
+    subword_ids,
+    words,
+)
 from gan.reviews.data import hotel_folds, load
 from gan.reviews.textmetrics import BigramChain, CopyIndex, copying, distinct
 from tests.conftest import shared_data_dir
@@ -28,7 +36,7 @@ def dry_checkpoint(tmp_path_factory) -> Path:
     from gan.reviews.train import TrainConfig, train
 
     cfg = TrainConfig(steps=3, mle_steps=1, log_every=1, lm_hidden=16, lm_embed=8,
-                      gen_tokens=12, bigram_buckets=512)  # fmt: skip
+                      gen_tokens=12, bigram_buckets=512, subword_buckets=1024)  # fmt: skip
     return train(cfg, tmp_path_factory.mktemp("reviews"), dry_run=True, progress=False)
 
 
@@ -51,6 +59,28 @@ def test_tokenizer_round_trip_and_json():
     assert batch.shape == (2, 8) and batch.dtype == np.int64
     with pytest.raises(ValueError, match="format"):
         WordTokenizer.from_dict({"format": "other", "vocab": list(SPECIALS), "max_tokens": 3})
+
+
+def test_subwords_are_hashed_distinct_char_ngrams_of_the_words():
+    tok = WordTokenizer.fit(TEXTS * 2, min_count=2, max_tokens=50, subword_buckets=4096,
+                            max_subwords=64)  # fmt: skip
+    # "<ab>": 3-grams <ab, ab>; 4-gram <ab>; each once however often the word occurs.
+    assert len(subword_ids(["ab", "ab"], 4096, 100)) == 3
+    assert subword_ids(["ab"], 4096, 100) == subword_ids(["ab", "ab"], 4096, 100)
+    assert subword_ids(["hello", "world"], 4096, 2) == subword_ids(["hello"], 4096, 2)
+    batch = tok.subword_batch(TEXTS + ["", "zebra quantum"])
+    assert batch.shape == (4, 64) and batch.dtype == np.int64
+    assert (batch[2] == 0).all() and (batch[3] > 0).any()  # unknown words still have n-grams
+    assert batch.min() >= 0 and batch.max() < 4096
+    # the whitespace leak stays closed, and generated ids give what their decoded text gives
+    assert (tok.subword_batch(["Great stay. \n"]) == tok.subword_batch(["Great stay."])).all()
+    ids = tok.encode_batch(TEXTS)
+    np.testing.assert_array_equal(tok.subword_batch_of_ids(ids),
+                                  tok.subword_batch([tok.decode(r) for r in ids]))  # fmt: skip
+    again = WordTokenizer.from_dict(json.loads(json.dumps(tok.to_dict())))
+    assert again == tok and (again.subword_batch(TEXTS) == batch[:2]).all()
+    with pytest.raises(ValueError, match="subword"):
+        WordTokenizer.fit(TEXTS).subword_batch(TEXTS)
 
 
 def test_hotel_folds_keep_each_hotel_in_one_fold():
@@ -97,11 +127,13 @@ def test_export_parity_and_calibrated_scores(dry_checkpoint, tmp_path, monkeypat
     assert "CC BY-NC-SA 3.0" in (tmp_path / "out" / "LICENSE.md").read_text()
     assert manifest["calibration"]["target_fpr"] == 0.01
     cfg, tok, nets = load_ckpt(dry_checkpoint)
-    ids = tok.encode_batch(TEXTS)
+    ids, sub = tok.encode_batch(TEXTS), tok.subword_batch(TEXTS)
     sess = ort.InferenceSession(str(tmp_path / "out" / "discriminator.onnx"))
-    onnx_logit = sess.run(["logit"], {"ids": ids})[0]
+    assert [i.name for i in sess.get_inputs()] == ["ids", "subwords"]
+    onnx_logit = sess.run(["logit"], {"ids": ids, "subwords": sub})[0]
     with torch.no_grad():
-        torch_logit = DetectorExport(nets["discriminator"])(torch.from_numpy(ids)).numpy()
+        torch_logit = DetectorExport(nets["discriminator"])(torch.from_numpy(ids),
+                                                            torch.from_numpy(sub)).numpy()
     np.testing.assert_allclose(onnx_logit, torch_logit, atol=1e-5)
     p, flagged = apply_calibration(manifest["calibration"], onnx_logit)
     assert ((p > manifest["calibration"]["threshold"]) == flagged).all()
