@@ -21,7 +21,6 @@ from pydantic import Field
 from starlette.responses import Response
 
 from ecomgan import demand
-from ecomgan.calibration import apply as apply_calibration
 from ecomgan.contract import FamilyAPI
 from ecomgan.demand_chart import fan_chart
 from ecomgan.families import get_family
@@ -203,19 +202,16 @@ class DemandAPI(FamilyAPI):
             x = np.stack([demand.window(s[:e], d[:e], layout) for e in ends])
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
-        served = self.gateway.model(FAMILY.model_name("discriminator"))
-        logits = (await self.gateway.infer_chunked(served.name, {"x": x}))["logit"].reshape(-1)
-        cal = served.metadata["calibration"]
-        p_fake, flagged = apply_calibration(cal, logits)
+        s = await self.gateway.score(FAMILY.model_name("discriminator"), {"x": x})
         return {
-            "threshold": cal["threshold"],
-            "target_fpr": cal["target_fpr"],
+            "threshold": s.threshold,
+            "target_fpr": s.target_fpr,
             "window_weeks": layout.window,
-            "implausible": bool(flagged.any()),
-            "p_implausible": float(p_fake.max()),
+            "implausible": bool(s.flagged.any()),
+            "p_implausible": float(s.p.max()),
             "windows": [
                 {"end": str(d[e - 1]), "p_implausible": float(p), "implausible": bool(f)}
-                for e, p, f in zip(ends, p_fake, flagged, strict=True)
+                for e, p, f in zip(ends, s.p, s.flagged, strict=True)
             ],
         }
 

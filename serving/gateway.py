@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ecomgan.calibration import apply as apply_calibration
 from serving.catalog import ServedModel
 from serving.errors import InvalidInput, NotFound, Unavailable
 from serving.runtime import oip_datatype, to_records
@@ -29,6 +31,25 @@ RETRY_DELAYS_S = (0.1, 0.5, 1.5)
 
 Tensors = dict[str, np.ndarray]
 Backend = Callable[[Tensors], Awaitable[Tensors]]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A discriminator's answer for a batch, calibrated (``ecomgan.calibration``).
+
+    Attributes:
+        logit: Raw logits (B,).
+        p: Calibrated probability that each item is synthetic / implausible (B,).
+        flagged: ``p > threshold`` (B,).
+        threshold: The calibrated decision threshold.
+        target_fpr: The false-positive rate on real data the threshold was set at.
+    """
+
+    logit: np.ndarray
+    p: np.ndarray
+    flagged: np.ndarray
+    threshold: float
+    target_fpr: float
 
 
 class Gateway:
@@ -139,6 +160,16 @@ class Gateway:
               for i in range(0, n, step))
         )  # fmt: skip
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    async def score(self, name: str, inputs: dict[str, np.ndarray]) -> Scores:
+        """Run a discriminator over a table (in chunks, as `infer_chunked`) and apply the
+        calibration stored with it."""
+        served = self.model(name)
+        logit = (await self.infer_chunked(served.name, inputs))["logit"].reshape(-1)
+        calibration = served.metadata["calibration"]
+        p, flagged = apply_calibration(calibration, logit)
+        return Scores(logit, p, flagged, float(calibration["threshold"]),
+                      float(calibration["target_fpr"]))  # fmt: skip
 
 
 async def run_adapter(served: ServedModel, inputs: Tensors, backend: Backend) -> Tensors:

@@ -13,7 +13,6 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import Field
 from starlette.responses import Response
 
-from ecomgan.calibration import apply as apply_calibration
 from ecomgan.contract import FamilyAPI
 from ecomgan.families import get_family
 from ecomgan.images import grid, png_bytes, to_model_range, to_uint8
@@ -172,23 +171,20 @@ class ProductsAPI(FamilyAPI):
         return Response(png_bytes(image), media_type="image/png", headers={SEED_HEADER: str(seed)})
 
     async def __score(self, pixels: np.ndarray, labels: np.ndarray) -> dict:
-        served = self.gateway.model(FAMILY.model_name("discriminator"))
-        out = await self.gateway.infer(
-            served.name, {"image": to_model_range(pixels)[:, None], "label": labels}
+        s = await self.gateway.score(
+            FAMILY.model_name("discriminator"),
+            {"image": to_model_range(pixels)[:, None], "label": labels},
         )
-        logits = out["logit"].reshape(-1)
-        calibration = served.metadata["calibration"]
-        p_fake, is_fake = apply_calibration(calibration, logits)
         return {
-            "threshold": calibration["threshold"],
-            "target_fpr": calibration["target_fpr"],
+            "threshold": s.threshold,
+            "target_fpr": s.target_fpr,
             "results": [
                 {
                     "p_synthetic": float(p),
                     "label": "synthetic" if flag else "real",
                     "logit": float(lg),
                 }
-                for p, flag, lg in zip(p_fake, is_fake, logits, strict=True)
+                for p, flag, lg in zip(s.p, s.flagged, s.logit, strict=True)
             ],
         }
 

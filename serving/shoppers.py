@@ -23,7 +23,6 @@ import numpy as np
 from pydantic import Field
 from starlette.responses import StreamingResponse
 
-from ecomgan.calibration import apply as apply_calibration
 from ecomgan.contract import FamilyAPI
 from ecomgan.families import get_family
 from ecomgan.files import atomic_write
@@ -204,16 +203,13 @@ class ShoppersAPI(FamilyAPI):
     async def __score(self, sessions: list) -> dict:
         tf = self.shoppers_transformer
         x = tf.encode(self.__session_columns(sessions)).astype(np.float32)
-        served = self.gateway.model(FAMILY.model_name("discriminator"))
-        logits = (await self.gateway.infer_chunked(served.name, {"x": x}))["logit"].reshape(-1)
-        calibration = served.metadata["calibration"]
-        p_fake, flagged = apply_calibration(calibration, logits)
+        s = await self.gateway.score(FAMILY.model_name("discriminator"), {"x": x})
         return {
-            "threshold": calibration["threshold"],
-            "target_fpr": calibration["target_fpr"],
+            "threshold": s.threshold,
+            "target_fpr": s.target_fpr,
             "results": [
                 {"p_implausible": float(p), "implausible": bool(f), "logit": float(lg)}
-                for p, f, lg in zip(p_fake, flagged, logits, strict=True)
+                for p, f, lg in zip(s.p, s.flagged, s.logit, strict=True)
             ],
         }
 
