@@ -255,19 +255,23 @@ def test_oip_matches_local_serve(running, server, protocol, tmp_path):
         assert a.dtype == b.dtype and np.array_equal(a, b), name
 
 
+IMAGES = 256  # per request: the most one may ask for
+
+
 def test_sigterm_lets_in_flight_requests_finish(built):
     run = start(built["image"], "ecomgan-test-sigterm")
-    stop = threading.Event()
+    stop, fresh = threading.Event(), threading.Event()
     # (sent, done, status, images) of each request; 4 clients send back to back.
     calls: list[tuple[float, float, int, int]] = []
 
     def client(seed: int) -> None:
         while not stop.is_set():
             sent = time.monotonic()
+            fresh.set()
             try:
                 r = httpx.post(
                     run.url + "/products/generate",
-                    json={"category": "Bag", "count": 128, "seed": seed},
+                    json={"category": "Bag", "count": IMAGES, "seed": seed},
                     timeout=60,
                 )
                 n = len(r.json()["images"]) if r.status_code == 200 else 0
@@ -280,6 +284,12 @@ def test_sigterm_lets_in_flight_requests_finish(built):
         for t in threads:
             t.start()
         time.sleep(1.5)
+        # Signal 0.12 s after a request left, so that one is surely in flight (a 256-image
+        # request takes longer than that; on a quiet machine a fixed sleep could fall between
+        # requests and leave nothing to drain).
+        fresh.clear()
+        fresh.wait(10)
+        time.sleep(0.12)
         killed = time.monotonic()
         podman("kill", "--signal", "TERM", run.name)
         stop.set()
@@ -293,7 +303,7 @@ def test_sigterm_lets_in_flight_requests_finish(built):
     # Sent well before the signal, so accepted by the server before it.
     before = [c for c in calls if c[0] < killed - 0.1]
     MEASURED["sigterm_request_s"] = round(float(np.median([d - s for s, d, _, _ in before])), 3)
-    assert before and all((c[2], c[3]) == (200, 128) for c in before), before
+    assert before and all((c[2], c[3]) == (200, IMAGES) for c in before), before
     # Not vacuous: requests sent before SIGTERM were still being answered after it.
     assert any(done > killed for _, done, _, _ in before)
     assert exit_code == "0"
