@@ -16,6 +16,7 @@ from serving import oip_http, ui
 from serving.auth import BearerAuthMiddleware
 from serving.catalog import verify_models
 from serving.edge import EdgeValidation
+from serving.fastlane import front
 from serving.ports import check_before_serving
 from serving.services import (
     EntryBase,
@@ -61,3 +62,5 @@ EcomGAN.add_asgi_middleware(BearerAuthMiddleware)  # a no-op unless ECOMGAN_API_
 EcomGAN.add_asgi_middleware(
     EdgeValidation, apis=EcomGAN.apis, max_body_bytes=SETTINGS.max_body_bytes
 )
+# The hot routes (family JSON APIs, OIP inference) skip BentoML's per-request middleware.
+front(EcomGAN)

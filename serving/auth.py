@@ -62,9 +62,14 @@ class BearerAuthMiddleware:
         if authorized(header, self.token):
             await self.app(scope, receive, send)
             return
-        await send_error(
-            send, Unauthenticated(_MESSAGE), [(b"www-authenticate", b'Bearer realm="ecomgan"')]
-        )
+        await refuse(send)
+
+
+async def refuse(send) -> None:
+    """Answer an ASGI request with 401 and the bearer challenge."""
+    await send_error(
+        send, Unauthenticated(_MESSAGE), [(b"www-authenticate", b'Bearer realm="ecomgan"')]
+    )
 
 
 class GrpcAuthInterceptor(grpc.aio.ServerInterceptor):

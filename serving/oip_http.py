@@ -9,6 +9,7 @@ import json
 import logging
 
 import numpy as np
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -47,9 +48,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _split_body(request: Request, body: bytes) -> tuple[dict, memoryview]:
-    """Separate the JSON inference header from the binary tensor section."""
-    raw_len = request.headers.get(HEADER_LENGTH)
+def _split_body(raw_len: str | None, body: bytes) -> tuple[dict, memoryview]:
+    """Separate the JSON inference header from the binary tensor section (`raw_len`: the
+    Inference-Header-Content-Length header, None without binary data)."""
     if raw_len is None:
         header_bytes, binary = body, memoryview(b"")
     else:
@@ -168,7 +169,7 @@ def _encode_response(served, header: dict, outputs: dict[str, np.ndarray]) -> Re
         else:
             entry["data"] = oip.json_data(name, arr)
         body["outputs"].append(entry)
-    head = json.dumps(body, separators=(",", ":")).encode()
+    head = orjson.dumps(body)
     if not blobs:
         return Response(head, media_type="application/json")
     return Response(
@@ -224,11 +225,38 @@ async def model_ready(request: Request) -> Response:
 async def model_infer(request: Request) -> Response:
     try:
         entry = _entry()
-        served = entry.gateway.model(
-            request.path_params["model"], request.path_params.get("version")
-        )
+        entry.gateway.model(request.path_params["model"], request.path_params.get("version"))
         body = await _read_body(request, entry.limits.max_body_bytes)
-        header, binary = _split_body(request, body)
+    except ServingError as exc:
+        return _error(exc)
+    return await infer(
+        entry,
+        request.path_params["model"],
+        request.path_params.get("version"),
+        body,
+        request.headers.get(HEADER_LENGTH),
+    )
+
+
+async def infer(
+    entry, model: str, version: str | None, body: bytes, header_length: str | None
+) -> Response:
+    """Answer one OIP inference request whose body has been read (this route and
+    `serving.fastlane` share it).
+
+    Args:
+        entry: The entry service instance (its gateway and limits).
+        model: Model name from the path.
+        version: Version from the path, or None.
+        body: The request body.
+        header_length: The Inference-Header-Content-Length header, None when absent.
+
+    Returns:
+        The inference response, or ``{"error": ...}`` with the status of the refusal.
+    """
+    try:
+        served = entry.gateway.model(model, version)
+        header, binary = _split_body(header_length, body)
         inputs = _decode_inputs(header, binary, entry.limits.max_body_bytes)
         outputs = await entry.gateway.infer(served.name, inputs, served.version)
         return _encode_response(served, header, outputs)

@@ -165,6 +165,12 @@ class Settings:
     access_log: bool = _setting(
         "ECOMGAN_ACCESS_LOG", True, "on", "BentoML's per-request HTTP access log line", parse_bool
     )
+    fast_lane: bool = _setting(
+        "ECOMGAN_FAST_LANE", True, "on",
+        "the family JSON APIs and OIP inference are answered ahead of BentoML's per-request "
+        "middleware (same limits, auth, errors and metrics; no OpenTelemetry spans); `off` "
+        "sends them through BentoML's stack", parse_bool,
+    )
     precision: str = _setting(
         "ECOMGAN_PRECISION", "fp32", "fp32",
         "`int8` serves the models' INT8 files (`ecomgan quantize`) on CPU, with their own "
