@@ -258,3 +258,86 @@ async def run_level(
             result.server_cpu_s = cpu.stop()
         await channel.close()
     return result
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One ready-to-send HTTP POST: absolute URL, body bytes and headers."""
+
+    url: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+
+
+async def run_prepared(
+    label: str,
+    payloads: list[Prepared],
+    clients: int,
+    *,
+    items: int = 1,
+    seconds: float | None = None,
+    requests: int | None = None,
+    check=None,
+    cpu=None,
+) -> LevelResult:
+    """Drive prepared POSTs (round-robin) with `clients` closed-loop clients, like `run_level`.
+
+    Args:
+        label: The `path` of the returned `LevelResult` (e.g. the route).
+        payloads: Requests to send; client `w` sends `payloads[w]`, then every `clients`-th.
+        clients: Concurrent closed-loop clients.
+        items: Items (rows, paths, texts, ...) one request asks for.
+        seconds: Run until this deadline ...
+        requests: ... or until this many requests were sent, whichever comes first.
+        check: Called with each 2xx body (bytes); a falsy return or any exception counts
+            the request as a `bad-response` error.
+        cpu: A `benchmarks.machine.TreeCPU` of the server, read around the timed part.
+
+    Returns:
+        Latencies, error counts, elapsed time and (with `cpu`) the server's CPU seconds.
+    """
+    import aiohttp
+
+    if not payloads:
+        raise ValueError("no payloads to send")
+    result = LevelResult(label, clients, items)
+    budget = [requests if requests is not None else float("inf")]
+    deadline = time.perf_counter() + (seconds if seconds is not None else float("inf"))
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
+
+        async def one(p: Prepared) -> None:
+            async with client.post(p.url, data=p.body, headers=p.headers) as r:
+                body = await r.read()
+                r.raise_for_status()
+            if check is not None:
+                try:
+                    ok = check(body)
+                except Exception as exc:
+                    raise BadResponse(f"{type(exc).__name__}: {exc}") from exc
+                if not ok:
+                    raise BadResponse(body[:200].decode(errors="replace"))
+
+        async def worker(w: int) -> None:
+            i = w
+            while time.perf_counter() < deadline and budget[0] > 0:
+                budget[0] -= 1
+                t0 = time.perf_counter()
+                try:
+                    await one(payloads[i % len(payloads)])
+                    result.latencies_s.append(time.perf_counter() - t0)
+                except Exception as exc:  # every failure kind is counted, none is fatal
+                    key = _error_kind(exc)
+                    result.errors[key] = result.errors.get(key, 0) + 1
+                i += clients
+
+        if cpu is not None:
+            cpu.start()
+        t0, c0 = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(worker(w) for w in range(clients)))
+        result.elapsed_s = time.perf_counter() - t0
+        result.client_cpu_s = time.process_time() - c0
+        if cpu is not None:
+            result.server_cpu_s = cpu.stop()
+    return result
