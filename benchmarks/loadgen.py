@@ -2,7 +2,8 @@
 
 Each of `clients` coroutines sends one request, waits for the answer, and sends the next,
 until a request budget or a deadline is reached. Paths:
-- `json`: BentoML JSON API `POST /products/generate` (our bento only);
+- `json`: the JSON API `POST /products/generate` (our bento, and the Starlette peer's copy);
+- `json-b64`: the same with ``"encoding": "base64"`` (pixels as one base64 string);
 - `oip-http`: OIP REST infer with Triton's binary tensor data extension;
 - `oip-json`: OIP REST infer with tensors as JSON lists;
 - `grpc`: OIP gRPC ModelInfer with raw contents.
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 GEN = "products-generator"
-PATHS = ("json", "oip-http", "grpc")
+PATHS = ("json", "json-b64", "oip-http", "grpc")
 ALL_PATHS = (*PATHS, "oip-json")
 _DISTINCT = 64
 
@@ -140,6 +141,8 @@ def _payloads(path: str, batch: int, nz: int, model: str) -> list:
         label = np.full(batch, i % 10, dtype=np.int64)
         if path == "json":
             out.append({"category": i % 10, "count": batch, "seed": i})
+        elif path == "json-b64":
+            out.append({"category": i % 10, "count": batch, "seed": i, "encoding": "base64"})
         elif path == "oip-http":
             out.append(oip_http_body(z, label))
         elif path == "oip-json":
@@ -208,10 +211,12 @@ async def run_level(
 
         async def one(i: int) -> None:
             payload = payloads[i % _DISTINCT]
-            if path == "json":
+            if path in ("json", "json-b64"):
                 async with client.post(f"{url}/products/generate", json=payload) as r:
-                    await r.read()
+                    body = await r.read()
                     r.raise_for_status()
+                if expect is not None and len(body) < batch * item_bytes // 4:
+                    raise BadResponse(f"a {len(body)}-byte answer for {batch} images")
             elif path == "oip-http":
                 data, headers = payload
                 async with client.post(infer_url, data=data, headers=headers) as r:

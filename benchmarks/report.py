@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 OURS, OURS_OFF = "ecomgan", "ecomgan, batching off"
+OURS_2W = "ecomgan, 2 entry workers"
+FAST_LANE_OFF = "ecomgan, fast lane off"
+PEER, KSERVE = "Starlette + ORT", "KServe ModelServer"
 PATH_NAMES = {
     "json": "JSON API",
+    "json-b64": "JSON API, base64 pixels",
     "oip-http": "OIP HTTP binary",
     "oip-json": "OIP HTTP JSON",
     "grpc": "OIP gRPC",
@@ -124,6 +128,71 @@ def targets(result: dict) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def targets_16(result: dict) -> list[tuple[str, str, str, str]]:
+    """(target, measured, ratio, verdict) for each target of issue 16 (serving speed, round 2).
+
+    Ratios are ours over the peer's throughput; a pass also needs our p99 at or below theirs.
+    """
+    served, ceiling = result["served"], result["ceiling"]
+    out = []
+
+    def versus(name: str, ours: dict | None, peer: dict | None, factor: float = 1.0) -> None:
+        if not ours or not peer:
+            out.append((name, "-", "-", "not measured"))
+            return
+        ratio = ours["rps"] / peer["rps"]
+        ok = ratio >= factor and ours["p99_ms"] <= peer["p99_ms"]
+        measured = (
+            f"{ours['rps']:,.0f} req/s, p99 {ours['p99_ms']:.0f} ms vs {peer['rps']:,.0f}, "
+            f"p99 {peer['p99_ms']:.0f} ms"
+        )
+        out.append((name, measured, f"{ratio:.2f}", "pass" if ok else "miss"))
+
+    for server in (OURS, OURS_2W):
+        tag = "" if server == OURS else " (2 entry workers)"
+        for clients in (16, 64):
+            for path, peer in (("json", PEER), ("json-b64", PEER), ("oip-http", PEER),
+                               ("oip-http", KSERVE)):  # fmt: skip
+                versus(
+                    f"{PATH_NAMES[path]} @{clients} >= {peer}{tag}",
+                    _row(served, server, path, clients),
+                    _row(served, peer, path, clients),
+                )
+        versus(
+            f"OIP gRPC @64 >= 2x {KSERVE}{tag}",
+            _row(served, server, "grpc", 64),
+            _row(served, KSERVE, "grpc", 64),
+            factor=2.0,
+        )
+    best = ceiling_best(ceiling, result["ort_device"])
+    ceil_ipc = best["cpu"]["images_per_cpu_s"]
+    for path in SERVED_ORDER:
+        r = _row(served, OURS, path, 64)
+        ipc = r and r["images_per_cpu_s"]
+        out.append((
+            f"images per server CPU-s @64 >= 0.6x ceiling ({PATH_NAMES[path]})",
+            f"{_f(ipc)} vs {ceil_ipc:,.0f}" if ipc else "-",
+            f"{ipc / ceil_ipc:.2f}" if ipc else "-",
+            ("pass" if ipc / ceil_ipc >= 0.6 else "miss") if ipc else "not measured",
+        ))  # fmt: skip
+    big = next((r for r in served if r["server"] == OURS and r["batch"] > 1), None)
+    ceil_rate = best["rate"]["images_per_s"]
+    out.append((
+        f"{big['batch'] if big else 64}-image requests (gRPC) >= 0.85x ceiling images/s",
+        f"{big['images_per_s']:,.0f} vs {ceil_rate:,.0f}" if big else "-",
+        f"{big['images_per_s'] / ceil_rate:.2f}" if big else "-",
+        ("pass" if big["images_per_s"] / ceil_rate >= 0.85 else "miss") if big else "not measured",
+    ))  # fmt: skip
+    ours = [r for r in served if r["server"].startswith(OURS)]
+    errors = sum(r["errors"] for r in ours)
+    out.append(("zero errors at every level (our bento)", f"{errors} errors in {len(ours)} rows",
+                "-", "pass" if errors == 0 else "miss"))  # fmt: skip
+    return out
+
+
+SERVED_ORDER = ("json", "json-b64", "oip-http", "grpc")
+
+
 def markdown(result: dict) -> str:
     """The whole report: header, ceiling, served paths, peers, targets."""
     lines = ["# ecomgan performance benchmark", ""]
@@ -173,6 +242,9 @@ def markdown(result: dict) -> str:
     lines += ["", *result.get("notes", []), "", "## Targets (issue 7, item 4)", ""]
     lines += ["| target | measured | ratio | result |", "|---|---|---:|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in targets(result)]
+    lines += ["", "## Targets (issue 16: serving speed, round 2)", ""]
+    lines += ["| target | measured | ratio | result |", "|---|---|---:|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in targets_16(result)]
     lines += ["", "Plots: `performance_throughput.png`, `performance_latency.png`, "]
     lines[-1] += "`performance_ceiling.png`."
     return "\n".join(lines) + "\n"

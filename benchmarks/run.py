@@ -33,8 +33,16 @@ from benchmarks.machine import REPO, TreeCPU, describe
 from benchmarks.peers import launch
 from benchmarks.server import bento, registered_home
 
-SERVED_PATHS = ("json", "oip-http", "grpc")
-PEER_PATHS = {"starlette": ("oip-http", "oip-json"), "kserve": ("grpc", "oip-http")}
+SERVED_PATHS = ("json", "json-b64", "oip-http", "grpc")
+PEER_PATHS = {
+    "starlette": ("json", "json-b64", "oip-http", "oip-json"),
+    "kserve": ("grpc", "oip-http"),
+}
+# Our bento again with one setting changed: (label, environment, paths).
+VARIANTS = {
+    "2-workers": (report.OURS_2W, {"ECOMGAN_ENTRY_WORKERS": "2"}, SERVED_PATHS),
+    "fast-lane-off": (report.FAST_LANE_OFF, {"ECOMGAN_FAST_LANE": "off"}, ("json", "oip-http")),
+}
 PEER_LABELS = {"starlette": "Starlette + ORT", "kserve": "KServe ModelServer"}
 # Like the peers (uvicorn access_log=False, KServe's latency logging off): no per-request log line.
 SERVER_ENV = {"ECOMGAN_ACCESS_LOG": "off"}
@@ -55,6 +63,7 @@ class Plan:
         big_clients: ... and its clients.
         batching_clients: Clients of the batching-off comparison (gRPC).
         peers: Peers to run ("starlette", "kserve").
+        variants: Our bento with one setting changed (keys of `VARIANTS`), at every level.
         create_kserve_venv: Create `.bench/kserve-venv` when absent (else skip the KServe peer).
     """
 
@@ -68,6 +77,7 @@ class Plan:
     big_clients: int = 4
     batching_clients: int = 64
     peers: tuple[str, ...] = ("starlette", "kserve")
+    variants: tuple[str, ...] = tuple(VARIANTS)
     create_kserve_venv: bool = True
 
     def __post_init__(self) -> None:
@@ -158,6 +168,15 @@ def served(plan: Plan, home: Path, notes: list[str]) -> tuple[list[dict], int, i
         lines = [ln for ln in str(exc).splitlines() if "Error" in ln] or [repr(exc)]
         notes.append(f"Batching off NOT measured: the server refused {setting}: {lines[-1]}")
         print(notes[-1], flush=True)
+    for name in plan.variants:
+        label, env, paths = VARIANTS[name]
+        with bento(home=home, env={**SERVER_ENV, **env}) as (url, grpc_target, server):
+            kw = {"url": url, "grpc_target": grpc_target, "nz": nz, "item_bytes": item}
+            cpu = TreeCPU(server.proc.pid)
+            for clients in plan.levels:
+                for path in paths:
+                    rows.append(_level(label, path, clients, plan, cpu, **kw))
+        notes.append(f"{label}: {', '.join(f'{k}={v}' for k, v in env.items())}.")
     return rows, nz, item
 
 

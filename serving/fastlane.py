@@ -134,7 +134,7 @@ class FastLane:
     def __init__(self, app, apis: dict[str, Any], settings: Settings, workers: int = 1) -> None:
         self.app = app
         self.routes = json_routes(apis)
-        self.token = auth.configured_token()
+        self.token = settings.api_token.encode() if settings.api_token else None
         self.max_body_bytes = settings.max_body_bytes
         self.timeout_s = settings.request_timeout_s
         self.max_in_flight = -(-settings.max_concurrency // max(1, workers))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import bentoml
 import numpy as np
@@ -95,6 +96,19 @@ Seed = Annotated[
 ]
 
 
+Encoding = Annotated[
+    Literal["lists", "base64"],
+    Field(description="`lists`: nested lists of 0..255; `base64`: the row-major uint8 bytes"),
+]
+
+
+def encode_pixels(pixels: np.ndarray, encoding: str) -> list | str:
+    """uint8 images as nested lists, or as base64 of their row-major bytes."""
+    if encoding == "base64":
+        return base64.b64encode(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()).decode()
+    return pixels.tolist()
+
+
 def generator_inputs(label: int, count: int, seed: int, nz: int) -> dict[str, np.ndarray]:
     """The generator's inputs for `count` images of one category: seeded latents and labels."""
     return {"z": latent(count, nz, seed), "label": np.full(count, label, dtype=np.int64)}
@@ -150,14 +164,18 @@ class ProductsAPI(FamilyAPI):
         out = await self.gateway.infer(served.name, generator_inputs(label, n, seed, nz))
         return label, seed, to_uint8(out["image"])
 
-    async def __generate_arrays(self, category: str | int, count: int, seed: int | None) -> dict:
+    async def __generate_arrays(
+        self, category: str | int, count: int, seed: int | None, encoding: str
+    ) -> dict:
         label, seed, pixels = await self.__generate(category, count, seed)
+        images = encode_pixels(pixels, encoding)
         return {
             "category": CLASSES[label],
             "label": label,
             "seed": seed,
             "shape": list(pixels.shape),
-            "images": pixels.tolist(),
+            "encoding": encoding,
+            "images": images,
         }
 
     async def __generate_grid(
@@ -223,13 +241,16 @@ class ProductsAPI(FamilyAPI):
         category: Category,
         count: Count = 1,
         seed: Seed = None,
+        encoding: Encoding = "lists",
     ) -> dict:
         """Generate `count` product images of a category; same seed -> same images.
 
-        Returns uint8 pixel arrays (count x 28 x 28, light product on black) and the seed used
-        (an omitted or null `seed` draws one).
+        Returns uint8 pixels (count x 28 x 28, light product on black) and the seed used (an
+        omitted or null `seed` draws one): nested lists, or with ``"encoding": "base64"`` one
+        base64 string of the row-major bytes (a quarter of the size; `numpy.frombuffer(
+        base64.b64decode(images), numpy.uint8).reshape(shape)`).
         """
-        return await answer(self.__generate_arrays(category, count, seed))
+        return await answer(self.__generate_arrays(category, count, seed, encoding))
 
     @bentoml.api(route="/products/generate_png")
     async def products_generate_png(

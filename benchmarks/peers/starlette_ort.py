@@ -5,6 +5,10 @@ batching, inference called inline in the async handler (for a model that runs in
 millisecond a thread-pool hop costs more than it saves). Spec: KServe Open Inference Protocol
 v2 REST, with Triton's binary tensor data extension (`Inference-Header-Content-Length`).
 
+It also answers `POST /products/generate` as our JSON API does (same request fields, the same
+seeded latents, the same answer, lists or base64), encoded with orjson as a careful user would,
+so the JSON API is compared like with like.
+
 Usage: python -m benchmarks.peers.starlette_ort --model models/products/generator.onnx
     --name products-generator --port 8000 [--threads N]
 """
@@ -12,9 +16,11 @@ Usage: python -m benchmarks.peers.starlette_ort --model models/products/generato
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 
 import numpy as np
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,6 +29,8 @@ from starlette.routing import Route
 DTYPES = {"FP32": np.float32, "INT64": np.int64, "INT32": np.int32, "FP64": np.float64}
 ORT_TYPES = {"tensor(float)": "FP32", "tensor(int64)": "INT64", "tensor(int32)": "INT32"}
 HEADER = "inference-header-content-length"
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+           "Bag", "Ankle boot")  # fmt: skip
 
 
 def build_app(model_path: str, name: str, threads: int) -> Starlette:
@@ -117,8 +125,35 @@ def build_app(model_path: str, name: str, threads: int) -> Starlette:
             headers={"Inference-Header-Content-Length": str(len(head))},
         )
 
+    async def generate(request: Request) -> Response:
+        # The JSON API's work: seeded latents, one run, uint8 pixels, lists or base64.
+        try:
+            req = orjson.loads(await request.body())
+            label = req["category"]
+            label = label if isinstance(label, int) else CLASSES.index(label)
+            count, seed = int(req.get("count", 1)), int(req["seed"])
+            if not (0 <= label < len(CLASSES) and 1 <= count <= 256):
+                raise ValueError("category or count out of range")
+        except (KeyError, ValueError, TypeError, orjson.JSONDecodeError) as exc:
+            return error(f"bad request: {exc}")
+        z = np.random.Generator(np.random.PCG64(seed)).standard_normal(
+            (count, int(metadata["inputs"][0]["shape"][1])), dtype=np.float32
+        )
+        (image,) = session.run(outputs[:1], {"z": z, "label": np.full(count, label, np.int64)})
+        pixels = np.clip(np.rint((image[:, 0] + 1.0) * 127.5), 0, 255).astype(np.uint8)
+        encoding = req.get("encoding", "lists")
+        images = (
+            base64.b64encode(pixels.tobytes()).decode()
+            if encoding == "base64"
+            else pixels.tolist()
+        )
+        reply = {"category": CLASSES[label], "label": label, "seed": seed,
+                 "shape": list(pixels.shape), "encoding": encoding, "images": images}  # fmt: skip
+        return Response(orjson.dumps(reply), media_type="application/json")
+
     return Starlette(
         routes=[
+            Route("/products/generate", generate, methods=["POST"]),
             Route("/v2/health/ready", ready),
             Route("/v2/models/{model}", model_metadata),
             Route("/v2/models/{model}/infer", infer, methods=["POST"]),

@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks import report
 from benchmarks.peers.launch import KSERVE_VENV
-from benchmarks.run import SMOKE, Plan
+from benchmarks.run import PEER_PATHS, SERVED_PATHS, SMOKE, VARIANTS, Plan
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ def smoke(tmp_path_factory) -> tuple[Path, dict]:
 def test_smoke_writes_table_and_plots(smoke):
     out, result = smoke
     text = (out / "performance.md").read_text()
-    for heading in ("In-process ceiling", "Served paths and peers", "Targets (issue 7"):
+    for heading in ("In-process ceiling", "Served paths and peers", "Targets (issue 7", "issue 16"):
         assert heading in text
     for name in ("throughput", "latency", "ceiling"):
         png = out / f"performance_{name}.png"
@@ -58,11 +58,19 @@ def test_smoke_drives_every_path_without_errors(smoke):
     _, result = smoke
     ours = [r for r in result["served"] if r["server"] == report.OURS and r["batch"] == 1]
     assert {(r["path"], r["clients"]) for r in ours} == {
-        (p, c) for p in ("json", "oip-http", "grpc") for c in SMOKE.levels
+        (p, c) for p in SERVED_PATHS for c in SMOKE.levels
     }
+    for label, _, paths in VARIANTS.values():
+        rows = [r for r in result["served"] if r["server"] == label]
+        assert {(r["path"], r["clients"]) for r in rows} == {
+            (p, c) for p in paths for c in SMOKE.levels
+        }, label
+    peer = {(r["path"], r["clients"]) for r in result["served"] if r["server"] == report.PEER}
+    assert peer == {(p, c) for p in PEER_PATHS["starlette"] for c in SMOKE.levels}
     big = [r for r in result["served"] if r["server"] == report.OURS and r["batch"] > 1]
     assert [(r["batch"], r["clients"]) for r in big] == [(SMOKE.big_batch, SMOKE.big_clients)]
-    peers = {r["server"] for r in result["served"]} - {report.OURS, report.OURS_OFF}
+    ours = {report.OURS, report.OURS_OFF} | {label for label, _, _ in VARIANTS.values()}
+    peers = {r["server"] for r in result["served"]} - ours
     expected = {"Starlette + ORT"} | ({"KServe ModelServer"} if KSERVE_VENV.exists() else set())
     assert peers == expected
     for r in result["served"]:
@@ -117,3 +125,28 @@ def test_targets_compare_against_the_better_peer():
 def test_plan_rejects_bad_settings(kwargs):
     with pytest.raises(ValueError):
         Plan(**kwargs)
+
+
+def test_issue_16_targets_need_throughput_and_p99():
+    row = {"batch": 1, "errors": 0, "error_kinds": {}, "server_cpu_s": 1.0}
+
+    def r(server, path, clients, rps, p99):
+        return {**row, "server": server, "path": path, "clients": clients, "rps": rps,
+                "p99_ms": p99, "images_per_s": rps, "images_per_cpu_s": rps / 2}  # fmt: skip
+
+    served = [
+        r(report.OURS, "json", 16, 1000.0, 20.0), r(report.PEER, "json", 16, 900.0, 25.0),
+        r(report.OURS, "json", 64, 1000.0, 90.0), r(report.PEER, "json", 64, 900.0, 80.0),
+        r(report.OURS, "grpc", 64, 1700.0, 50.0), r(report.KSERVE, "grpc", 64, 800.0, 60.0),
+    ]  # fmt: skip
+    ceiling = [
+        {"model": "generator", "runtime": "onnxruntime", "device": "cpu", "batch": 64,
+         "images_per_s": 2000.0, "images_per_cpu_s": 1000.0},
+    ]  # fmt: skip
+    rows = {name: (ratio, verdict) for name, _, ratio, verdict in report.targets_16(
+        {"served": served, "ceiling": ceiling, "ort_device": "cpu"})}  # fmt: skip
+    assert rows["JSON API @16 >= Starlette + ORT"] == ("1.11", "pass")
+    assert rows["JSON API @64 >= Starlette + ORT"] == ("1.11", "miss")  # p99 above the peer's
+    assert rows["OIP gRPC @64 >= 2x KServe ModelServer"] == ("2.12", "pass")
+    assert rows["OIP HTTP binary @16 >= KServe ModelServer"][1] == "not measured"
+    assert rows["images per server CPU-s @64 >= 0.6x ceiling (OIP gRPC)"] == ("0.85", "pass")
