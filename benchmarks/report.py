@@ -54,7 +54,7 @@ def targets(result: dict) -> list[tuple[str, str, str, str]]:
         verdict = "not measured" if ok is None else ("pass" if ok else "miss")
         out.append((name, measured, "-" if ratio is None else f"{ratio:.2f}", verdict))
 
-    peers64 = [r for r in served if r["server"] not in (OURS, OURS_OFF) and r["clients"] == 64]
+    peers64 = [r for r in served if not r["server"].startswith(OURS) and r["clients"] == 64]
     if grpc64 and peers64:
         peer = max(peers64, key=lambda r: r["rps"])
         ratio = grpc64["rps"] / peer["rps"]
