@@ -46,7 +46,7 @@ def test_context_parameter_is_not_a_field():
         (
             "/products/generate",
             {"categroy": "Bag"},
-            "unknown field 'categroy'; /products/generate accepts: category, count, seed",
+            "unknown field 'categroy'; /products/generate accepts: category, count, seed, encoding",
         ),  # noqa: E501
         (
             "/shoppers/generate",
@@ -140,7 +140,7 @@ def test_middleware_passes_the_whole_body_on_and_answers_refusals_itself():
     sent = _call(app, b'{"category": "Bag", "cnt": 2}', "/products/generate")
     assert sent[0]["status"] == 400 and seen == [good]
     assert json.loads(sent[1]["body"]) == {
-        "error": "unknown field 'cnt'; /products/generate accepts: category, count, seed"
+        "error": "unknown field 'cnt'; /products/generate accepts: category, count, seed, encoding"
     }
     assert _call(app, b"x" * 2000, "/products/generate")[0]["status"] == 413
     # Other routes (OIP, probes) are not this middleware's business.
