@@ -196,8 +196,6 @@ async def run_level(
     if path not in ALL_PATHS:
         raise ValueError(f"unknown path {path!r}; use one of {', '.join(ALL_PATHS)}")
     result = LevelResult(path, clients, batch)
-    budget = [requests if requests is not None else float("inf")]
-    deadline = time.perf_counter() + (seconds if seconds is not None else float("inf"))
     payloads = _payloads(path, batch, nz, model)
     expect = batch * item_bytes if item_bytes else None
     infer_url = f"{url}/v2/models/{model}/infer"
@@ -240,29 +238,40 @@ async def run_level(
                 if expect is not None and got != expect:
                     raise BadResponse(f"{got} output bytes, expected {expect}")
 
-        async def worker(w: int) -> None:
-            i = w
-            while time.perf_counter() < deadline and budget[0] > 0:
-                budget[0] -= 1
-                t0 = time.perf_counter()
-                try:
-                    await one(i)
-                    result.latencies_s.append(time.perf_counter() - t0)
-                except Exception as exc:  # every failure kind is counted, none is fatal
-                    key = _error_kind(exc)
-                    result.errors[key] = result.errors.get(key, 0) + 1
-                i += clients
-
-        if cpu is not None:
-            cpu.start()
-        t0, c0 = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(worker(w) for w in range(clients)))
-        result.elapsed_s = time.perf_counter() - t0
-        result.client_cpu_s = time.process_time() - c0
-        if cpu is not None:
-            result.server_cpu_s = cpu.stop()
+        await _closed_loop(result, one, clients, seconds, requests, cpu)
         await channel.close()
     return result
+
+
+async def _closed_loop(result: LevelResult, one, clients: int, seconds: float | None,
+                       requests: int | None, cpu) -> None:  # fmt: skip
+    """Run `clients` closed-loop workers of `one(i)` (client `w` sends i = w, w + clients,
+    ...) until the deadline or the request budget; record latencies, errors, times in
+    `result`."""
+    budget = [requests if requests is not None else float("inf")]
+    deadline = time.perf_counter() + (seconds if seconds is not None else float("inf"))
+
+    async def worker(w: int) -> None:
+        i = w
+        while time.perf_counter() < deadline and budget[0] > 0:
+            budget[0] -= 1
+            t0 = time.perf_counter()
+            try:
+                await one(i)
+                result.latencies_s.append(time.perf_counter() - t0)
+            except Exception as exc:  # every failure kind is counted, none is fatal
+                key = _error_kind(exc)
+                result.errors[key] = result.errors.get(key, 0) + 1
+            i += clients
+
+    if cpu is not None:
+        cpu.start()
+    t0, c0 = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(worker(w) for w in range(clients)))
+    result.elapsed_s = time.perf_counter() - t0
+    result.client_cpu_s = time.process_time() - c0
+    if cpu is not None:
+        result.server_cpu_s = cpu.stop()
 
 
 @dataclass(frozen=True)
@@ -306,8 +315,6 @@ async def run_prepared(
     if not payloads:
         raise ValueError("no payloads to send")
     result = LevelResult(label, clients, items)
-    budget = [requests if requests is not None else float("inf")]
-    deadline = time.perf_counter() + (seconds if seconds is not None else float("inf"))
     connector = aiohttp.TCPConnector(limit=clients)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
@@ -324,25 +331,8 @@ async def run_prepared(
                 if not ok:
                     raise BadResponse(body[:200].decode(errors="replace"))
 
-        async def worker(w: int) -> None:
-            i = w
-            while time.perf_counter() < deadline and budget[0] > 0:
-                budget[0] -= 1
-                t0 = time.perf_counter()
-                try:
-                    await one(payloads[i % len(payloads)])
-                    result.latencies_s.append(time.perf_counter() - t0)
-                except Exception as exc:  # every failure kind is counted, none is fatal
-                    key = _error_kind(exc)
-                    result.errors[key] = result.errors.get(key, 0) + 1
-                i += clients
+        async def send(i: int) -> None:
+            await one(payloads[i % len(payloads)])
 
-        if cpu is not None:
-            cpu.start()
-        t0, c0 = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(worker(w) for w in range(clients)))
-        result.elapsed_s = time.perf_counter() - t0
-        result.client_cpu_s = time.process_time() - c0
-        if cpu is not None:
-            result.server_cpu_s = cpu.stop()
+        await _closed_loop(result, send, clients, seconds, requests, cpu)
     return result

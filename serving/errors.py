@@ -73,6 +73,20 @@ class Unavailable(ServingError):
     grpc_code = grpc.StatusCode.UNAVAILABLE
 
 
+class TooManyRequests(ServingError):
+    """Above the concurrent-request limit (HTTP 429, RESOURCE_EXHAUSTED); retry later."""
+
+    http_status = HTTPStatus.TOO_MANY_REQUESTS
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class DeadlineExceeded(ServingError):
+    """Not answered within the request timeout (HTTP 504, DEADLINE_EXCEEDED)."""
+
+    http_status = HTTPStatus.GATEWAY_TIMEOUT
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class Unauthenticated(ServingError):
     """Missing or wrong bearer token (HTTP 401, UNAUTHENTICATED)."""
 
@@ -85,7 +99,7 @@ def error_response(exc: ServingError):
     replace a 5xx message with a generic one)."""
     from starlette.responses import JSONResponse
 
-    headers = {"Retry-After": "1"} if isinstance(exc, Unavailable) else None
+    headers = {"Retry-After": "1"} if isinstance(exc, Unavailable | TooManyRequests) else None
     return JSONResponse({"error": exc.message}, status_code=int(exc.http_status), headers=headers)
 
 

@@ -32,14 +32,15 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from serving import auth, oip_http
-from serving.edge import RouteSpec, check_json, route_specs
+from serving.edge import RouteSpec, check_json, read_body, route_specs
 from serving.errors import (
-    InvalidInput,
-    PayloadTooLarge,
+    DeadlineExceeded,
     ServerFault,
     ServingError,
+    TooManyRequests,
     UnsupportedMediaType,
     error_response,
+    send_error,
 )
 from serving.settings import Settings
 
@@ -167,17 +168,22 @@ class FastLane:
             return
         if self.in_flight >= self.max_in_flight:
             # BentoML's own limit answers 429 "Too many requests" too; ours says which limit.
-            await _send_json(
-                send, 429, {"error": f"too many concurrent requests (the limit is "
-                                     f"{self.max_in_flight} per worker, ECOMGAN_MAX_CONCURRENCY); "
-                                     f"retry later"}, [(b"retry-after", b"1")],
-            )  # fmt: skip
+            await send_error(
+                send,
+                TooManyRequests(
+                    f"too many concurrent requests (the limit is {self.max_in_flight} per "
+                    "worker, ECOMGAN_MAX_CONCURRENCY); retry later"
+                ),
+                [(b"retry-after", b"1")],
+            )
             return
         self.in_flight += 1
         try:
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    body = await self._read(headers, receive)
+                    body = await read_body(
+                        receive, self.max_body_bytes, headers.get(b"content-length")
+                    )
                     if route is not None:
                         response = await self._json_api(entry, route, headers, body)
                     else:
@@ -189,11 +195,9 @@ class FastLane:
                 logger.info("refused POST %s (%d): %s", path, int(exc.http_status), exc.message)
                 response = error_response(exc)
             except TimeoutError:
-                response = Response(
-                    orjson.dumps({"error": f"not answered within {self.timeout_s:g} s "
-                                           f"(ECOMGAN_REQUEST_TIMEOUT_S)"}),
-                    status_code=504, media_type="application/json",
-                )  # fmt: skip
+                response = error_response(DeadlineExceeded(
+                    f"not answered within {self.timeout_s:g} s (ECOMGAN_REQUEST_TIMEOUT_S)"
+                ))  # fmt: skip
             except Exception:  # a bug of ours: a 500 that says where to look, never a hang
                 logger.exception("POST %s failed", path)
                 response = error_response(ServerFault("internal error; see the server log"))
@@ -201,27 +205,6 @@ class FastLane:
         finally:
             self.in_flight -= 1
         self._record(scope, route.spec.route if route else OIP_INFER, response, start)
-
-    async def _read(self, headers: dict[bytes, bytes], receive) -> bytes:
-        declared = headers.get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise PayloadTooLarge(
-                f"request body is {int(declared)} bytes; the limit is {self.max_body_bytes} bytes"
-            )
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise InvalidInput("the client disconnected before sending the whole body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise PayloadTooLarge(
-                    f"request body exceeds the limit of {self.max_body_bytes} bytes"
-                )
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _json_api(self, entry, route: JsonRoute, headers: dict, body: bytes) -> Response:
         media = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
@@ -262,13 +245,6 @@ def _entry():
     except BentoMLException:
         return None
     return entry if hasattr(entry, "gateway") else None
-
-
-async def _send_json(send, status: int, payload: dict, headers: list) -> None:
-    body = orjson.dumps(payload)
-    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": [*head, *headers]})
-    await send({"type": "http.response.body", "body": body})
 
 
 def front(service: bentoml.Service) -> bentoml.Service:

@@ -16,7 +16,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 
 from serving import oip
-from serving.errors import InvalidInput, PayloadTooLarge, ServingError, Unavailable
+from serving.edge import read_body
+from serving.errors import InvalidInput, ServingError, Unavailable
 
 logger = logging.getLogger("ecomgan.oip.http")
 HEADER_LENGTH = "inference-header-content-length"
@@ -37,15 +38,7 @@ def _error(exc: ServingError) -> JSONResponse:
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_body(request.receive, limit, declared.encode() if declared else None)
 
 
 def _split_body(raw_len: str | None, body: bytes) -> tuple[dict, memoryview]:

@@ -35,6 +35,10 @@ def _cases() -> list[tuple[str, str, bytes, dict]]:
             cases.append((f"{name}-not-json", route, b"{", {}))
             cases.append((f"{name}-array", route, b"[]", {}))
             cases.append((f"{name}-csv", route, b"a,b", {"content-type": "text/csv"}))
+    body = json.dumps({"category": 1, "count": 2, "seed": 3, "encoding": "hex"}).encode()
+    cases.append(("products_generate-bad-encoding", "/products/generate", body, {}))
+    body = json.dumps({"category": 1, "count": 2, "seed": 3, "encoding": "base64"}).encode()
+    cases.append(("products_generate-base64", "/products/generate", body, {}))
     return cases
 
 
@@ -58,6 +62,8 @@ def test_same_answer_as_bentoml(server, bentoml_path, case):
     slow = httpx.post(bentoml_path.url + route, content=body, headers=headers, timeout=60)
     assert fast.status_code == slow.status_code, (fast.text[:300], slow.text[:300])
     assert fast.status_code < 500
+    if case[0].endswith("bad-encoding"):
+        assert fast.status_code == 400 and "'lists' or 'base64'" in fast.json()["error"], fast.text
     if fast.headers["content-type"].startswith("application/json"):
         assert fast.json() == slow.json()
     else:
